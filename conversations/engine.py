@@ -1,0 +1,152 @@
+"""The conversation engine: inbound message in, flow step, effects applied, replies out.
+
+Order of work for one inbound text (all under the sender's lock):
+record it (idempotent on MessageSid) -> carrier keywords -> the flow for the sender's
+role -> apply the effects, each idempotent on a key derived from the MessageSid ->
+save the conversation -> mark the message processed. A delivery retried after a crash
+anywhere in that sequence redoes it without doubling any effect.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pymongo.errors import DuplicateKeyError
+
+from conversations.guards import over_rate_limit, phone_lock
+from conversations.store import ConversationStore
+from dispatch.phones import is_textable, mask, sender_key
+from dispatch.rescues import IllegalTransition, Rescue
+from dispatch.services import Services
+from dispatch.storage import utcnow
+from dispatch.texts import say
+from flows import rider, words
+from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Inbound:
+    sid: str
+    sender: str
+    body: str
+    channel: str = "sms"
+    media: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.conversations = ConversationStore(svc.db)
+
+    def receive(self, msg: Inbound) -> str:
+        """Apply one inbound text; returns what happened (for logs and tests)."""
+        key = sender_key(msg.sender, self.svc.settings.default_region)
+        if key is None:
+            return "no-sender"
+        body = words.clean(msg.body)
+        s = self.svc.settings
+        if over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds):
+            self._record_inbound(key, msg, body, status="rate_limited", processed=True)
+            log.warning("inbound_rate_limited", phone=mask(key))
+            return "rate-limited"
+        with phone_lock(self.svc.redis, key, s.phone_lock_wait_seconds):
+            record = self._record_inbound(key, msg, body, status="received", processed=False)
+            if record.get("processed"):
+                log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
+                return "duplicate"
+            outcome = self._apply(key, msg.sid, body)
+            self.svc.db.messages.update_one({"_id": record["_id"]},
+                                            {"$set": {"processed": True, "status": outcome,
+                                                      "updated_at": utcnow()}})
+        log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome)
+        return outcome
+
+    # -- steps ---------------------------------------------------------------------------
+    def _record_inbound(self, key: str, msg: Inbound, body: str, *, status: str,
+                        processed: bool) -> dict[str, Any]:
+        doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": "in", "phone": key,
+               "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
+               "status": status, "processed": processed, "created_at": utcnow(), "updated_at": utcnow()}
+        try:
+            self.svc.db.messages.insert_one(doc)
+            return doc
+        except DuplicateKeyError:
+            return self.svc.db.messages.find_one({"key": doc["key"]})
+
+    def _apply(self, key: str, sid: str, body: str) -> str:
+        normal = words.normalise(body)
+        optouts = self.svc.optouts
+        if normal in words.OPT_OUT:
+            optouts.opt_out(key, source="keyword")
+            self._cancel_open_rescue(key, reason="rider opted out", by="rider")
+            return "opted-out"
+        opted_out = optouts.is_opted_out(key)
+        if normal in words.OPT_IN or (opted_out and normal == "yes"):
+            optouts.opt_in(key, source="keyword")
+            return "opted-in"
+        if opted_out:
+            return "ignored-opted-out"
+        if not is_textable(key):
+            return "ignored-unreachable"
+        driver = self.svc.drivers.by_phone(key)
+        if normal in words.HELP:
+            self._reply(key, sid, [say("driver_help" if driver else "help")])
+            return "help"
+        if normal == "human":
+            self.svc.db.conversations.update_one({"_id": key}, {"$set": {"needs_human": True,
+                                                                          "needs_human_at": utcnow()}})
+            self._reply(key, sid, [say("human_requested")])
+            return "human-requested"
+        if driver:
+            self._reply(key, sid, [say("driver_help")])
+            return "driver"
+        return self._rider_step(key, sid, body)
+
+    def _rider_step(self, key: str, sid: str, body: str) -> str:
+        convo = self.conversations.load(key, role="rider")
+        if sid in convo.applied:  # a retry after the step was saved: its effects all happened
+            return f"rider:{convo.state}"
+        open_rescue = self.svc.rescues.open_for_rider(key)
+        ctx = FlowContext(locator=self.svc.locator, area=self.svc.settings.service_area,
+                          max_trip_miles=self.svc.settings.max_trip_miles,
+                          quote=self.svc.current_quote, open_rescue=open_rescue)
+        result = rider.step(convo.state, convo.data, body, ctx)
+        texts = self._apply_effects(key, sid, result.effects)
+        self._reply(key, sid, texts)
+        self.conversations.save(convo, result.state, result.data, applied_key=sid)
+        return f"rider:{result.state}"
+
+    def _apply_effects(self, key: str, sid: str, effects: list) -> list[str]:
+        """Apply rescue changes in order; render replies with what those changes produced."""
+        created: Rescue | None = None
+        texts: list[str] = []
+        for effect in effects:
+            if isinstance(effect, CreateRescue):
+                created = self.svc.rescues.create(request_key=f"sms:{sid}", rider_phone=key,
+                                                  channel="sms", **effect.__dict__)
+                log.info("rescue_created", rescue_id=created.id, code=created.code, phone=mask(key))
+            elif isinstance(effect, CancelRescue):
+                self._cancel(effect.rescue_id, effect.reason, by="rider")
+            elif isinstance(effect, Reply):
+                texts.append(say(effect.template, **{"rescue": created, **effect.context}))
+        return texts
+
+    def _cancel_open_rescue(self, key: str, reason: str, by: str) -> None:
+        rescue = self.svc.rescues.open_for_rider(key)
+        if rescue:
+            self._cancel(rescue.id, reason, by)
+
+    def _cancel(self, rescue_id: str, reason: str, by: str) -> None:
+        try:
+            self.svc.rescues.apply(rescue_id, "cancel", by=by, event="rescue_cancelled", reason=reason,
+                                   changes={"cancel_reason": reason, "cancelled_by": by})
+        except IllegalTransition:
+            pass  # already closed: nothing left to cancel
+
+    def _reply(self, key: str, sid: str, texts: list[str]) -> None:
+        if texts:
+            self.svc.outbox.queue_text(key, "\n\n".join(texts), key=f"reply:{sid}", kind="reply")

@@ -1,0 +1,150 @@
+"""Admin JSON API (PRODUCT.md §3): a thin translation between HTTP and the stores."""
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from redis.exceptions import RedisError
+from rq import Worker
+
+from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
+from dispatch.phones import normalise
+from dispatch.rescues import STATUSES
+
+api = Blueprint("api", __name__, url_prefix="/api")
+health = Blueprint("health", __name__)
+
+MAX_PAGE = 200
+TIMELINE_MESSAGES = 200
+
+
+def services():
+    return current_app.extensions["supportcarr"]
+
+
+def error(message: str, status: int, **extra: Any):
+    return jsonify({"error": message, **extra}), status
+
+
+def admin_authorised() -> bool:
+    """Constant-time comparison of the bearer token."""
+    token = services().settings.admin_token
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+@api.before_request
+def require_admin():
+    if not admin_authorised():
+        return error("missing or wrong bearer token", 401)
+    return None
+
+
+def _page() -> tuple[int, int] | tuple[None, Any]:
+    try:
+        limit = int(request.args.get("limit", 50))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        return None, error("limit and offset must be integers", 400, field="limit")
+    if not (1 <= limit <= MAX_PAGE) or offset < 0:
+        return None, error(f"limit must be 1..{MAX_PAGE} and offset >= 0", 400, field="limit")
+    return limit, offset
+
+
+def _text_field(body: dict, name: str, max_len: int) -> str | None:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > max_len:
+        return None
+    return value.strip()
+
+
+@api.post("/drivers")
+def create_driver():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error("body must be a JSON object", 400)
+    phone = normalise(body.get("phone") if isinstance(body.get("phone"), str) else None,
+                      services().settings.default_region)
+    if phone is None:
+        return error("phone must be a valid phone number", 400, field="phone")
+    name = _text_field(body, "name", NAME_MAX)
+    if name is None:
+        return error(f"name is required (1..{NAME_MAX} characters)", 400, field="name")
+    vehicle = _text_field(body, "vehicle", VEHICLE_MAX)
+    if vehicle is None:
+        return error(f"vehicle is required (1..{VEHICLE_MAX} characters)", 400, field="vehicle")
+    try:
+        doc = services().drivers.register(phone, name, vehicle)
+    except DuplicateDriver:
+        return error("a driver with this phone is already registered", 409, field="phone")
+    return jsonify(driver_json(doc)), 201
+
+
+@api.get("/drivers")
+def list_drivers():
+    limit, offset = _page()
+    if limit is None:
+        return offset
+    docs = services().drivers.list(limit=limit, offset=offset)
+    return jsonify({"drivers": [driver_json(d) for d in docs], "limit": limit, "offset": offset})
+
+
+@api.get("/drivers/<driver_id>")
+def show_driver(driver_id: str):
+    doc = services().drivers.get(driver_id)
+    return jsonify(driver_json(doc)) if doc else error("no such driver", 404)
+
+
+@api.get("/rescues")
+def list_rescues():
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        return error(f"status must be one of {', '.join(STATUSES)}", 400, field="status")
+    limit, offset = _page()
+    if limit is None:
+        return offset
+    rescues = services().rescues.list(status=status, limit=limit, offset=offset)
+    return jsonify({"rescues": [r.to_json() for r in rescues], "limit": limit, "offset": offset})
+
+
+def _message_json(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "direction": doc["direction"], "phone": doc["phone"], "body": doc["body"],
+            "status": doc["status"], "kind": doc.get("kind"), "created_at": doc["created_at"].isoformat()}
+
+
+@api.get("/rescues/<rescue_id>")
+def show_rescue(rescue_id: str):
+    svc = services()
+    rescue = svc.rescues.get(rescue_id)
+    if rescue is None:
+        return error("no such rescue", 404)
+    # The conversation that led to the rescue starts before it; an hour covers any intake.
+    since = rescue.created_at - timedelta(hours=1)
+    messages = svc.db.messages.find({"$or": [{"rescue_id": rescue.id},
+                                             {"phone": rescue.rider_phone, "created_at": {"$gte": since}}]}
+                                    ).sort("created_at", 1).limit(TIMELINE_MESSAGES)
+    timeline = [{**e, "at": e["at"].isoformat()} for e in svc.rescues.timeline(rescue.id)]
+    return jsonify({**rescue.to_json(), "timeline": timeline,
+                    "messages": [_message_json(m) for m in messages]})
+
+
+@health.get("/healthz")
+def healthz():
+    svc = services()
+    checks: dict[str, Any] = {}
+    try:
+        checks["mongodb"] = bool(svc.db.command("ping").get("ok"))
+    except Exception as exc:  # any failure means "not answering"
+        checks["mongodb"] = False
+        checks["mongodb_error"] = type(exc).__name__
+    try:
+        checks["redis"] = bool(svc.redis.ping())
+        checks["workers"] = Worker.count(connection=svc.redis)
+    except RedisError as exc:
+        checks["redis"], checks["workers"] = False, 0
+        checks["redis_error"] = type(exc).__name__
+    ok = checks["mongodb"] and checks["redis"] and checks["workers"] > 0
+    return jsonify({"ok": ok, **checks}), 200 if ok else 503

@@ -1,0 +1,142 @@
+"""All configuration, read from the environment in one place.
+
+Every other module takes a `Settings` rather than reading `os.environ`, so tests and the
+launcher can build one explicitly and nothing drifts between web and worker processes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment cannot produce a safe configuration."""
+
+
+@dataclass(frozen=True)
+class ServiceArea:
+    lat: float
+    lng: float
+    radius_km: float
+
+
+@dataclass(frozen=True)
+class Pricing:
+    base_cents: int = 2500
+    per_mile_cents: int = 300
+    min_miles: float = 1.0
+    surge_cap: float = 2.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: str = "./var"
+    mongo_url: str | None = None
+    mongo_db: str = "supportcarr"
+    redis_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:5000"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_phone_number: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    admin_token: str | None = None
+    offer_timeout_seconds: int = 90
+    search_window_seconds: int = 15 * 60
+    service_area: ServiceArea = field(default_factory=lambda: ServiceArea(40.7580, -73.9855, 15.0))
+    max_trip_miles: float = 10.0
+    geocoder: str = "none"
+    geocoder_url: str | None = None
+    geocoder_timeout_seconds: float = 3.0
+    pricing: Pricing = field(default_factory=Pricing)
+    default_region: str = "US"
+    sentry_dsn: str | None = None
+    log_level: str = "INFO"
+    # Per-number inbound flood guard: at most this many texts per window.
+    inbound_rate_limit: int = 20
+    inbound_rate_window_seconds: int = 60
+    # How long a message from one number waits for the previous one from that number.
+    phone_lock_wait_seconds: float = 8.0
+
+    @property
+    def sandbox(self) -> bool:
+        """No Twilio credentials: texts go to the local outbox instead of Twilio."""
+        return not (self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+
+def _float_tuple(raw: str, n: int, name: str) -> tuple[float, ...]:
+    try:
+        parts = tuple(float(p) for p in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be {n} comma-separated numbers") from exc
+    if len(parts) != n:
+        raise ConfigError(f"{name} must be {n} comma-separated numbers")
+    return parts
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `env` (default: the process environment) and refuse unsafe ones."""
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else default
+
+    host = get("HOST", "127.0.0.1")
+    port = int(get("PORT", "5000"))
+    area = ServiceArea(*_float_tuple(get("SERVICE_AREA", "40.7580,-73.9855,15"), 3, "SERVICE_AREA"))
+    pricing = Pricing(
+        base_cents=int(get("PRICE_BASE_CENTS", "2500")),
+        per_mile_cents=int(get("PRICE_PER_MILE_CENTS", "300")),
+        min_miles=float(get("PRICE_MIN_MILES", "1")),
+        surge_cap=float(get("SURGE_CAP", "2.5")),
+    )
+    settings = Settings(
+        app_env=get("APP_ENV", "development"),
+        host=host,
+        port=port,
+        data_dir=get("DATA_DIR", "./var"),
+        mongo_url=get("MONGO_URL"),
+        mongo_db=get("MONGO_DB", "supportcarr"),
+        redis_url=get("REDIS_URL"),
+        public_base_url=(get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+        twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+        twilio_phone_number=get("TWILIO_PHONE_NUMBER"),
+        twilio_api_base=get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/"),
+        stripe_secret_key=get("STRIPE_SECRET_KEY"),
+        stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+        stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        admin_token=get("ADMIN_TOKEN"),
+        offer_timeout_seconds=int(get("OFFER_TIMEOUT_SECONDS", "90")),
+        search_window_seconds=int(get("SEARCH_WINDOW_SECONDS", str(15 * 60))),
+        service_area=area,
+        max_trip_miles=float(get("MAX_TRIP_MILES", "10")),
+        geocoder=(get("GEOCODER", "none") or "none").lower(),
+        geocoder_url=get("GEOCODER_URL"),
+        geocoder_timeout_seconds=float(get("GEOCODER_TIMEOUT_SECONDS", "3")),
+        pricing=pricing,
+        default_region=get("DEFAULT_REGION", "US"),
+        sentry_dsn=get("SENTRY_DSN"),
+        log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
+        inbound_rate_limit=int(get("INBOUND_RATE_LIMIT", "20")),
+        inbound_rate_window_seconds=int(get("INBOUND_RATE_WINDOW_SECONDS", "60")),
+    )
+    if settings.production:
+        missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+                                  ("ADMIN_TOKEN", settings.admin_token)) if not v]
+        if missing:
+            raise ConfigError("APP_ENV=production refuses to start without " + ", ".join(missing))
+    if settings.geocoder not in ("none", "nominatim"):
+        raise ConfigError("GEOCODER must be 'none' or 'nominatim'")
+    return settings

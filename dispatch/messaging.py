@@ -1,0 +1,164 @@
+"""Outbound texts: recorded first, sent by a background job, never to an opted-out number.
+
+A text is a document in `messages` with a unique idempotency key, so the same logical
+text (the reply to one inbound MessageSid, say) is queued once however often the
+webhook is delivered. The send job claims it (`pending` -> `sending`) before calling
+the vendor, so a retried or duplicated job does not send it again.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import structlog
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from dispatch.phones import is_textable, mask
+from dispatch.storage import utcnow
+
+log = structlog.get_logger(__name__)
+
+# Ranks keep delivery status monotonic whatever order Twilio's callbacks arrive in.
+STATUS_RANK = {
+    "pending": 0, "sending": 1, "accepted": 2, "scheduled": 2, "queued": 2, "sent": 3,
+    "delivered": 4, "read": 5, "undelivered": 5, "failed": 5, "canceled": 5,
+    "suppressed": 5, "sandbox": 4,
+}
+NEVER_RETRY_CODES = {21610, 21211, 21614, 21408, 21612}
+OPTED_OUT_CODE = 21610
+
+
+class SendFailed(Exception):
+    """A vendor error. `transient` ones are retried with backoff; the rest are final."""
+
+    def __init__(self, message: str, *, code: int | None = None, transient: bool) -> None:
+        super().__init__(message)
+        self.code, self.transient = code, transient
+
+
+class Sender(Protocol):
+    def send(self, to: str, body: str, status_callback: str | None) -> str:
+        """Hand one text to the carrier; returns the vendor's message id."""
+
+
+class OptOuts:
+    """The opt-out registry every send path consults (MongoDB is the record)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def is_opted_out(self, phone: str) -> bool:
+        return self.db.optouts.find_one({"_id": phone, "opted_out": True}) is not None
+
+    def opt_out(self, phone: str, source: str) -> None:
+        self.db.optouts.update_one({"_id": phone}, {"$set": {"opted_out": True, "source": source,
+                                                             "at": utcnow()}}, upsert=True)
+
+    def opt_in(self, phone: str, source: str) -> None:
+        self.db.optouts.update_one({"_id": phone}, {"$set": {"opted_out": False, "source": source,
+                                                             "at": utcnow()}}, upsert=True)
+
+
+@dataclass
+class Outbox:
+    db: Database
+    enqueue_send: Callable[[str], None]
+
+    def queue_text(self, to: str, body: str, *, key: str, rescue_id: str | None = None,
+                   kind: str = "reply") -> dict[str, Any] | None:
+        """Record a text and start its send job; the same key never makes a second text."""
+        if not is_textable(to):
+            return None
+        doc = {"_id": uuid.uuid4().hex, "key": key, "direction": "out", "phone": to, "body": body,
+               "kind": kind, "rescue_id": rescue_id, "status": "pending", "status_rank": 0,
+               "attempts": 0, "created_at": utcnow(), "updated_at": utcnow()}
+        try:
+            self.db.messages.insert_one(doc)
+        except DuplicateKeyError:
+            return self.db.messages.find_one({"key": key})
+        self.enqueue_send(doc["_id"])
+        return doc
+
+
+@dataclass
+class Delivery:
+    """The body of the send job."""
+
+    db: Database
+    sender: Sender
+    optouts: OptOuts
+    status_callback: str | None
+
+    def deliver(self, message_id: str) -> str:
+        msg = self.db.messages.find_one({"_id": message_id})
+        if msg is None or msg["status"] != "pending":
+            return msg["status"] if msg else "missing"
+        if self.optouts.is_opted_out(msg["phone"]):
+            self._finish(message_id, "suppressed", error_code=OPTED_OUT_CODE)
+            log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
+            return "suppressed"
+        claimed = self.db.messages.find_one_and_update(
+            {"_id": message_id, "status": "pending"},
+            {"$set": {"status": "sending", "status_rank": STATUS_RANK["sending"], "claimed_at": utcnow()},
+             "$inc": {"attempts": 1}})
+        if claimed is None:
+            return "claimed-elsewhere"
+        try:
+            sid = self.sender.send(msg["phone"], msg["body"], self.status_callback)
+        except SendFailed as exc:
+            if exc.transient:
+                self.db.messages.update_one({"_id": message_id, "status": "sending"},
+                                            {"$set": {"status": "pending", "status_rank": 0,
+                                                      "error_code": exc.code}})
+                log.warning("text_retry", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
+                raise
+            if exc.code == OPTED_OUT_CODE:
+                self.optouts.opt_out(msg["phone"], source="carrier")
+            self._finish(message_id, "failed", error_code=exc.code)
+            log.warning("text_failed", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
+            return "failed"
+        status = "sandbox" if sid.startswith("SANDBOX") else "sent"
+        self.db.messages.update_one({"_id": message_id, "status": "sending"},
+                                    {"$set": {"status": status, "status_rank": STATUS_RANK[status],
+                                              "twilio_sid": sid, "sent_at": utcnow(), "updated_at": utcnow()}})
+        _apply_early_receipt(self.db, sid)
+        log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
+        return status
+
+    def _finish(self, message_id: str, status: str, **fields: Any) -> None:
+        self.db.messages.update_one({"_id": message_id},
+                                    {"$set": {"status": status, "status_rank": STATUS_RANK[status],
+                                              "updated_at": utcnow(), **fields}})
+
+
+def record_status(db: Database, twilio_sid: str, status: str, error_code: str | None) -> bool:
+    """Apply a delivery status callback unless it would move the status backwards.
+
+    The callback can beat the send job to the database (Twilio answers the send, calls
+    back, and only then does the job store the sid), so every receipt is also kept by
+    sid and `Delivery` applies it once it knows the sid.
+    """
+    rank = STATUS_RANK.get(status)
+    if rank is None:
+        return False
+    fields: dict[str, Any] = {"status": status, "status_rank": rank, "updated_at": utcnow()}
+    if error_code:
+        fields["error_code"] = str(error_code)[:16]
+    try:
+        db.receipts.update_one({"_id": twilio_sid, "status_rank": {"$lt": rank}}, {"$set": fields},
+                               upsert=True)
+    except DuplicateKeyError:
+        pass  # a later status is already stored
+    result = db.messages.update_one({"twilio_sid": twilio_sid, "status_rank": {"$lt": rank}},
+                                    {"$set": fields})
+    return result.modified_count == 1
+
+
+def _apply_early_receipt(db: Database, twilio_sid: str) -> None:
+    receipt = db.receipts.find_one({"_id": twilio_sid})
+    if receipt:
+        fields = {k: receipt[k] for k in ("status", "status_rank", "error_code") if k in receipt}
+        db.messages.update_one({"twilio_sid": twilio_sid, "status_rank": {"$lt": receipt["status_rank"]}},
+                               {"$set": fields})

@@ -1,0 +1,126 @@
+"""The rescue: its statuses, the lifecycle that connects them, and its JSON shape.
+
+No I/O here. `dispatch.rescue_store` persists rescues with compare-and-set updates that
+ask `next_status` whether a change is legal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from transitions import Machine, MachineError
+
+SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT = "searching", "assigned", "en_route", "arrived", "in_transit"
+COMPLETED, CANCELLED, UNFULFILLED = "completed", "cancelled", "unfulfilled"
+STATUSES = (SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT, COMPLETED, CANCELLED, UNFULFILLED)
+OPEN_STATUSES = (SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT)
+CLOSED_STATUSES = (COMPLETED, CANCELLED, UNFULFILLED)
+
+PROBLEMS = {
+    "flat_tire": "flat tire",
+    "dead_battery": "dead battery",
+    "mechanical": "mechanical problem",
+    "crash": "crash",
+    "other": "other problem",
+}
+
+# (action, from, to) — the only ways a rescue's status may change.
+LIFECYCLE = [
+    ("assign", SEARCHING, ASSIGNED),
+    ("drive", ASSIGNED, EN_ROUTE),
+    ("arrive", [ASSIGNED, EN_ROUTE], ARRIVED),
+    ("load", ARRIVED, IN_TRANSIT),
+    ("complete", [ARRIVED, IN_TRANSIT], COMPLETED),
+    ("requeue", [ASSIGNED, EN_ROUTE], SEARCHING),
+    ("cancel", list(OPEN_STATUSES), CANCELLED),
+    ("give_up", SEARCHING, UNFULFILLED),
+]
+ACTION_TARGET = {action: target for action, _, target in LIFECYCLE}
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} a rescue that is {status}")
+        self.status, self.action = status, action
+
+
+class _Status:
+    """The throwaway model the shared machine is bound to for one question."""
+
+    def __init__(self) -> None:
+        self.state = SEARCHING
+
+
+_MACHINE = Machine(model=None, states=list(STATUSES), transitions=[list(t) for t in LIFECYCLE],
+                   auto_transitions=False, initial=None)
+
+
+def next_status(current: str, action: str) -> str | None:
+    """The status `action` leads to from `current`; None when it is already there (a no-op).
+
+    Raises IllegalTransition for anything the lifecycle does not allow.
+    """
+    if action not in ACTION_TARGET or current not in STATUSES:
+        raise IllegalTransition(current, action)
+    if ACTION_TARGET[action] == current:
+        return None
+    model = _Status()
+    _MACHINE.add_model(model, initial=current)
+    try:
+        getattr(model, action)()
+        return model.state
+    except MachineError as exc:
+        raise IllegalTransition(current, action) from exc
+    finally:
+        _MACHINE.remove_model(model)
+
+
+@dataclass
+class Rescue:
+    id: str
+    code: str
+    status: str
+    rider_phone: str
+    pickup: dict[str, Any]
+    dropoff: dict[str, Any] | None
+    problem: str
+    problem_note: str
+    quote_cents: int
+    trip_miles: float
+    surge: float
+    created_at: datetime
+    updated_at: datetime
+    channel: str = "sms"
+    driver_id: str | None = None
+    payment_status: str = "none"
+    cancel_reason: str | None = None
+    cancelled_by: str | None = None
+    version: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def problem_label(self) -> str:
+        return PROBLEMS.get(self.problem, self.problem)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "Rescue":
+        known = {f for f in cls.__dataclass_fields__ if f not in ("id", "extra")}
+        values = {k: v for k, v in doc.items() if k in known}
+        extra = {k: v for k, v in doc.items() if k not in known and k != "_id"}
+        return cls(id=doc["_id"], extra=extra, **values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "code": self.code, "status": self.status, "rider_phone": self.rider_phone,
+            "pickup": self.pickup, "dropoff": self.dropoff, "problem": self.problem,
+            "problem_note": self.problem_note, "driver_id": self.driver_id,
+            "quote_cents": self.quote_cents, "trip_miles": self.trip_miles, "surge": self.surge,
+            "payment_status": self.payment_status, "cancel_reason": self.cancel_reason,
+            "cancelled_by": self.cancelled_by, "channel": self.channel,
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }

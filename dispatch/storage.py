@@ -1,0 +1,58 @@
+"""MongoDB, through pymongo only: the system of record for everything that matters.
+
+The embedded `nx-27017` server stores nested documents pushed with `$push` as strings
+and ignores `$setOnInsert`, so timelines and message logs are their own collections
+(one document per entry) and no update here relies on either operator.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pymongo
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+from dispatch.config import Settings
+
+COLLECTIONS = ("conversations", "messages", "receipts", "riders", "drivers", "rescues", "events",
+               "optouts", "counters")
+
+
+def utcnow() -> datetime:
+    """Milliseconds only: that is all MongoDB keeps, so values compare equal after a round trip."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def connect(settings: Settings) -> Database:
+    if not settings.mongo_url:
+        raise RuntimeError("MONGO_URL is not set (python app.py starts an embedded server)")
+    client = pymongo.MongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000,
+                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr")
+    return client[settings.mongo_db]
+
+
+def ensure_indexes(db: Database) -> None:
+    """Idempotent; run by every process at start-up."""
+    db.conversations.create_index("role")
+    db.messages.create_index("key", unique=True)
+    db.messages.create_index("twilio_sid")
+    db.messages.create_index([("phone", ASCENDING), ("created_at", DESCENDING)])
+    db.messages.create_index([("rescue_id", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index("status")
+    db.riders.create_index("phone", unique=True)
+    db.drivers.create_index("phone", unique=True)
+    db.drivers.create_index("status")
+    db.rescues.create_index("request_key", unique=True)
+    db.rescues.create_index("code", unique=True)
+    db.rescues.create_index([("rider_phone", ASCENDING), ("status", ASCENDING)])
+    db.rescues.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    db.rescues.create_index("created_at")
+    db.events.create_index([("rescue_id", ASCENDING), ("at", ASCENDING)])
+
+
+def next_sequence(db: Database, name: str, start: int) -> int:
+    """A counter that never repeats, across processes (an atomic `$inc`)."""
+    doc = db.counters.find_one_and_update({"_id": name}, {"$inc": {"value": 1}}, upsert=True,
+                                          return_document=pymongo.ReturnDocument.AFTER)
+    return start + int(doc["value"])

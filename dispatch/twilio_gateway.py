@@ -1,0 +1,64 @@
+"""The Twilio edge: the real `twilio` client (pointed at TWILIO_API_BASE) and the sandbox."""
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from dispatch.config import Settings
+from dispatch.messaging import NEVER_RETRY_CODES, SendFailed
+
+SEND_TIMEOUT_SECONDS = 10
+
+
+class _BaseUrlHttpClient(TwilioHttpClient):
+    """The client has no base-URL setting: rewrite scheme and host of every request."""
+
+    def __init__(self, base_url: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        parts = urlsplit(base_url)
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+
+    def request(self, method, url, *args, **kwargs):
+        parts = urlsplit(url)
+        url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
+        return super().request(method, url, *args, **kwargs)
+
+
+def twilio_client(settings: Settings) -> Client:
+    http = None
+    if settings.twilio_api_base != "https://api.twilio.com":
+        http = _BaseUrlHttpClient(settings.twilio_api_base, timeout=SEND_TIMEOUT_SECONDS)
+    else:
+        http = TwilioHttpClient(timeout=SEND_TIMEOUT_SECONDS)
+    return Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
+
+
+class TwilioSender:
+    def __init__(self, settings: Settings) -> None:
+        self._client = twilio_client(settings)
+        self._from = settings.twilio_phone_number
+
+    def send(self, to: str, body: str, status_callback: str | None) -> str:
+        try:
+            kwargs = {"to": to, "from_": self._from, "body": body}
+            if status_callback:
+                kwargs["status_callback"] = status_callback
+            return self._client.messages.create(**kwargs).sid
+        except TwilioRestException as exc:
+            transient = exc.code not in NEVER_RETRY_CODES and (exc.status == 429 or exc.status >= 500)
+            raise SendFailed(str(exc.msg), code=exc.code or exc.status, transient=transient) from exc
+        except TwilioException as exc:  # connection errors, timeouts, 9.x service exceptions
+            raise SendFailed(str(exc), code=None, transient=True) from exc
+        except OSError as exc:
+            raise SendFailed(str(exc), code=None, transient=True) from exc
+
+
+class SandboxSender:
+    """No credentials: the `messages` collection is the outbox, shown at /sandbox/outbox."""
+
+    def send(self, to: str, body: str, status_callback: str | None) -> str:
+        return f"SANDBOX{uuid.uuid4().hex}"
