@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flask import Flask, abort, render_template, request
 
+from dispatch.clock import iso
 from dispatch.config import Settings, load_settings
 from dispatch.logs import setup_logging
 from dispatch.services import Services, build_services
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Flask(__name__, template_folder="templates")
     app.extensions["supportcarr"] = services or build_services(settings)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's largest webhook is a few KB
+    app.jinja_env.filters["clock"] = lambda ms: (iso(ms) or "")[11:19]
 
     from conversations.webhooks import bp as twilio_bp
     from dispatch.api import api, health
@@ -203,7 +205,7 @@ def main() -> int:
         for i in range(RQ_WORKERS):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
-                                     "default"], env)
+                                     settings.queue_name], env)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
                           "--graceful-timeout", "5", "app:app"], env)

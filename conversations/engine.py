@@ -20,7 +20,7 @@ from conversations.store import ConversationStore
 from dispatch.phones import is_textable, mask, sender_key
 from dispatch.rescues import IllegalTransition, Rescue
 from dispatch.services import Services
-from dispatch.storage import utcnow
+from dispatch.clock import now_ms
 from dispatch.texts import say
 from flows import rider, words
 from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply
@@ -61,7 +61,7 @@ class Engine:
             outcome = self._apply(key, msg.sid, body)
             self.svc.db.messages.update_one({"_id": record["_id"]},
                                             {"$set": {"processed": True, "status": outcome,
-                                                      "updated_at": utcnow()}})
+                                                      "updated_at": now_ms()}})
         log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome)
         return outcome
 
@@ -70,7 +70,7 @@ class Engine:
                         processed: bool) -> dict[str, Any]:
         doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": "in", "phone": key,
                "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
-               "status": status, "processed": processed, "created_at": utcnow(), "updated_at": utcnow()}
+               "status": status, "processed": processed, "created_at": now_ms(), "updated_at": now_ms()}
         try:
             self.svc.db.messages.insert_one(doc)
             return doc
@@ -98,7 +98,7 @@ class Engine:
             return "help"
         if normal == "human":
             self.svc.db.conversations.update_one({"_id": key}, {"$set": {"needs_human": True,
-                                                                          "needs_human_at": utcnow()}})
+                                                                          "needs_human_at": now_ms()}})
             self._reply(key, sid, [say("human_requested")])
             return "human-requested"
         if driver:

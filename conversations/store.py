@@ -7,7 +7,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.storage import utcnow
+from dispatch.clock import now_ms
 
 APPLIED_KEEP = 50
 
@@ -41,10 +41,10 @@ class ConversationStore:
     def save(self, convo: Conversation, state: str, data: dict[str, Any], applied_key: str) -> None:
         """Compare-and-set on the version, recording which inbound message produced it."""
         fields = {"role": convo.role, "state": state, "data": data, "version": convo.version + 1,
-                  "applied": (convo.applied + [applied_key])[-APPLIED_KEEP:], "updated_at": utcnow()}
+                  "applied": (convo.applied + [applied_key])[-APPLIED_KEEP:], "updated_at": now_ms()}
         if convo.version == 0:
             try:
-                self.db.conversations.insert_one({"_id": convo.phone, "created_at": utcnow(), **fields})
+                self.db.conversations.insert_one({"_id": convo.phone, "created_at": now_ms(), **fields})
                 return
             except DuplicateKeyError as exc:
                 raise ConversationConflict(convo.phone) from exc

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -12,12 +11,14 @@ from rq import Worker
 from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
 from dispatch.phones import normalise
 from dispatch.rescues import STATUSES
+from dispatch.clock import iso
 
 api = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
 
 MAX_PAGE = 200
 TIMELINE_MESSAGES = 200
+INTAKE_LOOKBACK_MS = 3600 * 1000
 
 
 def services():
@@ -112,7 +113,7 @@ def list_rescues():
 
 def _message_json(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "direction": doc["direction"], "phone": doc["phone"], "body": doc["body"],
-            "status": doc["status"], "kind": doc.get("kind"), "created_at": doc["created_at"].isoformat()}
+            "status": doc["status"], "kind": doc.get("kind"), "created_at": iso(doc["created_at"])}
 
 
 @api.get("/rescues/<rescue_id>")
@@ -122,11 +123,11 @@ def show_rescue(rescue_id: str):
     if rescue is None:
         return error("no such rescue", 404)
     # The conversation that led to the rescue starts before it; an hour covers any intake.
-    since = rescue.created_at - timedelta(hours=1)
+    since = rescue.created_at - INTAKE_LOOKBACK_MS
     messages = svc.db.messages.find({"$or": [{"rescue_id": rescue.id},
                                              {"phone": rescue.rider_phone, "created_at": {"$gte": since}}]}
                                     ).sort("created_at", 1).limit(TIMELINE_MESSAGES)
-    timeline = [{**e, "at": e["at"].isoformat()} for e in svc.rescues.timeline(rescue.id)]
+    timeline = [{**e, "at": iso(e["at"])} for e in svc.rescues.timeline(rescue.id)]
     return jsonify({**rescue.to_json(), "timeline": timeline,
                     "messages": [_message_json(m) for m in messages]})
 

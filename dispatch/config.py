@@ -38,6 +38,7 @@ class Settings:
     mongo_url: str | None = None
     mongo_db: str = "supportcarr"
     redis_url: str | None = None
+    queue_name: str = "default"
     public_base_url: str = "http://127.0.0.1:5000"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -109,6 +110,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mongo_url=get("MONGO_URL"),
         mongo_db=get("MONGO_DB", "supportcarr"),
         redis_url=get("REDIS_URL"),
+        queue_name=get("RQ_QUEUE", "default"),
         public_base_url=(get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
         twilio_auth_token=get("TWILIO_AUTH_TOKEN"),

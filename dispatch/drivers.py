@@ -8,7 +8,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.storage import utcnow
+from dispatch.clock import iso, now_ms
 
 OFFLINE, AVAILABLE, OFFERED, ON_JOB = "offline", "available", "offered", "on_job"
 DRIVER_STATUSES = (OFFLINE, AVAILABLE, OFFERED, ON_JOB)
@@ -21,13 +21,12 @@ class DuplicateDriver(ValueError):
 
 
 def driver_json(doc: dict[str, Any]) -> dict[str, Any]:
-    updated = doc.get("location_updated_at")
     return {
         "id": doc["_id"], "phone": doc["phone"], "name": doc["name"], "vehicle": doc["vehicle"],
         "status": doc.get("status", OFFLINE), "active": doc.get("active", True),
         "location": doc.get("location"),
-        "location_updated_at": updated.isoformat() if updated else None,
-        "created_at": doc["created_at"].isoformat(),
+        "location_updated_at": iso(doc.get("location_updated_at")),
+        "created_at": iso(doc["created_at"]),
     }
 
 
@@ -38,7 +37,7 @@ class DriverStore:
     def register(self, phone: str, name: str, vehicle: str) -> dict[str, Any]:
         doc = {"_id": uuid.uuid4().hex, "phone": phone, "name": name, "vehicle": vehicle,
                "status": OFFLINE, "active": True, "location": None, "location_updated_at": None,
-               "created_at": utcnow(), "updated_at": utcnow()}
+               "created_at": now_ms(), "updated_at": now_ms()}
         try:
             self.db.drivers.insert_one(doc)
         except DuplicateKeyError as exc:
@@ -56,7 +55,7 @@ class DriverStore:
 
     def update(self, driver_id: str, fields: dict[str, Any]) -> dict[str, Any] | None:
         return self.db.drivers.find_one_and_update(
-            {"_id": driver_id}, {"$set": {**fields, "updated_at": utcnow()}},
+            {"_id": driver_id}, {"$set": {**fields, "updated_at": now_ms()}},
             return_document=ReturnDocument.AFTER)
 
     def count_online(self) -> int:

@@ -16,7 +16,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from dispatch.phones import is_textable, mask
-from dispatch.storage import utcnow
+from dispatch.clock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -54,11 +54,11 @@ class OptOuts:
 
     def opt_out(self, phone: str, source: str) -> None:
         self.db.optouts.update_one({"_id": phone}, {"$set": {"opted_out": True, "source": source,
-                                                             "at": utcnow()}}, upsert=True)
+                                                             "at": now_ms()}}, upsert=True)
 
     def opt_in(self, phone: str, source: str) -> None:
         self.db.optouts.update_one({"_id": phone}, {"$set": {"opted_out": False, "source": source,
-                                                             "at": utcnow()}}, upsert=True)
+                                                             "at": now_ms()}}, upsert=True)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Outbox:
             return None
         doc = {"_id": uuid.uuid4().hex, "key": key, "direction": "out", "phone": to, "body": body,
                "kind": kind, "rescue_id": rescue_id, "status": "pending", "status_rank": 0,
-               "attempts": 0, "created_at": utcnow(), "updated_at": utcnow()}
+               "attempts": 0, "created_at": now_ms(), "updated_at": now_ms()}
         try:
             self.db.messages.insert_one(doc)
         except DuplicateKeyError:
@@ -101,7 +101,7 @@ class Delivery:
             return "suppressed"
         claimed = self.db.messages.find_one_and_update(
             {"_id": message_id, "status": "pending"},
-            {"$set": {"status": "sending", "status_rank": STATUS_RANK["sending"], "claimed_at": utcnow()},
+            {"$set": {"status": "sending", "status_rank": STATUS_RANK["sending"], "claimed_at": now_ms()},
              "$inc": {"attempts": 1}})
         if claimed is None:
             return "claimed-elsewhere"
@@ -122,7 +122,7 @@ class Delivery:
         status = "sandbox" if sid.startswith("SANDBOX") else "sent"
         self.db.messages.update_one({"_id": message_id, "status": "sending"},
                                     {"$set": {"status": status, "status_rank": STATUS_RANK[status],
-                                              "twilio_sid": sid, "sent_at": utcnow(), "updated_at": utcnow()}})
+                                              "twilio_sid": sid, "sent_at": now_ms(), "updated_at": now_ms()}})
         _apply_early_receipt(self.db, sid)
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
         return status
@@ -130,7 +130,7 @@ class Delivery:
     def _finish(self, message_id: str, status: str, **fields: Any) -> None:
         self.db.messages.update_one({"_id": message_id},
                                     {"$set": {"status": status, "status_rank": STATUS_RANK[status],
-                                              "updated_at": utcnow(), **fields}})
+                                              "updated_at": now_ms(), **fields}})
 
 
 def record_status(db: Database, twilio_sid: str, status: str, error_code: str | None) -> bool:
@@ -143,7 +143,7 @@ def record_status(db: Database, twilio_sid: str, status: str, error_code: str | 
     rank = STATUS_RANK.get(status)
     if rank is None:
         return False
-    fields: dict[str, Any] = {"status": status, "status_rank": rank, "updated_at": utcnow()}
+    fields: dict[str, Any] = {"status": status, "status_rank": rank, "updated_at": now_ms()}
     if error_code:
         fields["error_code"] = str(error_code)[:16]
     try:

@@ -14,7 +14,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from dispatch.rescues import OPEN_STATUSES, IllegalTransition, Rescue, next_status
-from dispatch.storage import next_sequence, utcnow
+from dispatch.clock import now_ms
+from dispatch.storage import next_sequence
 
 FIRST_CODE = 1000
 CAS_ATTEMPTS = 5
@@ -30,7 +31,7 @@ class RescueStore:
 
     def record_event(self, rescue_id: str, kind: str, by: str, **data: Any) -> None:
         self.db.events.insert_one({"_id": uuid.uuid4().hex, "rescue_id": rescue_id, "type": kind,
-                                   "by": by, "at": utcnow(), "data": data})
+                                   "by": by, "at": now_ms(), "data": data})
 
     def create(self, *, request_key: str, rider_phone: str, pickup: dict, dropoff: dict | None,
                problem: str, problem_note: str, quote_cents: int, trip_miles: float, surge: float,
@@ -39,7 +40,7 @@ class RescueStore:
         existing = self.db.rescues.find_one({"request_key": request_key})
         if existing:
             return Rescue.from_doc(existing)
-        now = utcnow()
+        now = now_ms()
         doc = {
             "_id": uuid.uuid4().hex, "request_key": request_key,
             "code": f"R{next_sequence(self.db, 'rescue_code', FIRST_CODE)}",
@@ -91,7 +92,7 @@ class RescueStore:
             target = next_status(doc["status"], action)
             if target is None:
                 return Rescue.from_doc(doc), False
-            update = {"status": target, "updated_at": utcnow(), "version": doc.get("version", 0) + 1,
+            update = {"status": target, "updated_at": now_ms(), "version": doc.get("version", 0) + 1,
                       **(changes or {})}
             after = self.db.rescues.find_one_and_update(
                 {"_id": rescue_id, "version": doc.get("version", 0), "status": doc["status"]},

@@ -6,10 +6,11 @@ ask `next_status` whether a change is legal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from transitions import Machine, MachineError
+
+from dispatch.clock import iso
 
 SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT = "searching", "assigned", "en_route", "arrived", "in_transit"
 COMPLETED, CANCELLED, UNFULFILLED = "completed", "cancelled", "unfulfilled"
@@ -89,8 +90,8 @@ class Rescue:
     quote_cents: int
     trip_miles: float
     surge: float
-    created_at: datetime
-    updated_at: datetime
+    created_at: int  # epoch ms, see dispatch.storage
+    updated_at: int
     channel: str = "sms"
     driver_id: str | None = None
     payment_status: str = "none"
@@ -122,5 +123,5 @@ class Rescue:
             "quote_cents": self.quote_cents, "trip_miles": self.trip_miles, "surge": self.surge,
             "payment_status": self.payment_status, "cancel_reason": self.cancel_reason,
             "cancelled_by": self.cancelled_by, "channel": self.channel,
-            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
         }

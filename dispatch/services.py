@@ -26,7 +26,7 @@ class Services:
 
     @cached_property
     def queue(self) -> Queue:
-        return Queue("default", connection=self.redis)
+        return Queue(self.settings.queue_name, connection=self.redis)
 
     @cached_property
     def rescues(self) -> RescueStore:

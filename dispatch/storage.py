@@ -1,12 +1,13 @@
 """MongoDB, through pymongo only: the system of record for everything that matters.
 
-The embedded `nx-27017` server stores nested documents pushed with `$push` as strings
-and ignores `$setOnInsert`, so timelines and message logs are their own collections
-(one document per entry) and no update here relies on either operator.
+The embedded `nx-27017` server (0.8.1) has gaps this module is shaped around, each
+checked against it: `$push` of a document stores it as a JSON string, `$setOnInsert` is
+ignored, and a top-level datetime written by `$set` comes back as a string. So
+timelines and message logs are their own collections (one document per entry), no
+update relies on those operators, and every timestamp is stored as integer epoch
+milliseconds (`dispatch.clock`), which sorts, compares and round-trips the same on both servers.
 """
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING
@@ -16,12 +17,6 @@ from dispatch.config import Settings
 
 COLLECTIONS = ("conversations", "messages", "receipts", "riders", "drivers", "rescues", "events",
                "optouts", "counters")
-
-
-def utcnow() -> datetime:
-    """Milliseconds only: that is all MongoDB keeps, so values compare equal after a round trip."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def connect(settings: Settings) -> Database:

@@ -2,6 +2,8 @@
 
     rq worker --with-scheduler --url $REDIS_URL --worker-class dispatch.worker.Worker default
 
+(`default` is RQ_QUEUE's default.)
+
 A `SimpleWorker` (no fork per job: about 3 ms to start a job instead of 10) that sets up
 logging and Sentry once per process.
 """

