@@ -133,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
         inbound_rate_limit=int(get("INBOUND_RATE_LIMIT", "20")),
         inbound_rate_window_seconds=int(get("INBOUND_RATE_WINDOW_SECONDS", "60")),
+        phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
     )
     if settings.production:
         missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),

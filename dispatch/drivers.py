@@ -23,7 +23,7 @@ class DuplicateDriver(ValueError):
 def driver_json(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"], "phone": doc["phone"], "name": doc["name"], "vehicle": doc["vehicle"],
-        "status": doc.get("status", OFFLINE), "active": doc.get("active", True),
+        "status": doc.get("status", OFFLINE), "active": bool(doc.get("active", True)),
         "location": doc.get("location"),
         "location_updated_at": iso(doc.get("location_updated_at")),
         "created_at": iso(doc["created_at"]),

@@ -41,9 +41,9 @@ class RescueStore:
         if existing:
             return Rescue.from_doc(existing)
         now = now_ms()
+        seq = next_sequence(self.db, "rescue_code", FIRST_CODE)
         doc = {
-            "_id": uuid.uuid4().hex, "request_key": request_key,
-            "code": f"R{next_sequence(self.db, 'rescue_code', FIRST_CODE)}",
+            "_id": uuid.uuid4().hex, "request_key": request_key, "seq": seq, "code": f"R{seq}",
             "status": "searching", "rider_phone": rider_phone, "pickup": pickup, "dropoff": dropoff,
             "problem": problem, "problem_note": problem_note, "quote_cents": int(quote_cents),
             "trip_miles": trip_miles, "surge": surge, "channel": channel, "driver_id": None,
@@ -64,12 +64,13 @@ class RescueStore:
 
     def open_for_rider(self, phone: str) -> Rescue | None:
         docs = list(self.db.rescues.find({"rider_phone": phone, "status": {"$in": list(OPEN_STATUSES)}})
-                    .sort("created_at", DESCENDING).limit(1))
+                    .sort([("created_at", DESCENDING), ("seq", DESCENDING)]).limit(1))
         return Rescue.from_doc(docs[0]) if docs else None
 
     def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Rescue]:
         query = {"status": status} if status else {}
-        cursor = self.db.rescues.find(query).sort("created_at", DESCENDING).skip(offset).limit(limit)
+        cursor = (self.db.rescues.find(query).sort([("created_at", DESCENDING), ("seq", DESCENDING)])
+                  .skip(offset).limit(limit))
         return [Rescue.from_doc(d) for d in cursor]
 
     def count_open(self) -> int:

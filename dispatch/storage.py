@@ -2,7 +2,8 @@
 
 The embedded `nx-27017` server (0.8.1) has gaps this module is shaped around, each
 checked against it: `$push` of a document stores it as a JSON string, `$setOnInsert` is
-ignored, and a top-level datetime written by `$set` comes back as a string. So
+ignored, a top-level datetime written by `$set` comes back as a string, and booleans
+come back as 1/0 (so read them with `bool()`). So
 timelines and message logs are their own collections (one document per entry), no
 update relies on those operators, and every timestamp is stored as integer epoch
 milliseconds (`dispatch.clock`), which sorts, compares and round-trips the same on both servers.
