@@ -17,13 +17,16 @@ from pymongo.errors import DuplicateKeyError
 
 from conversations.guards import over_rate_limit, phone_lock
 from conversations.store import ConversationStore
-from dispatch.phones import is_textable, mask, sender_key
-from dispatch.rescues import IllegalTransition, Rescue
-from dispatch.services import Services
 from dispatch.clock import now_ms
+from dispatch.dispatcher import DispatchError, Outcome
+from dispatch.geo import Point
+from dispatch.phones import is_textable, mask, sender_key
+from dispatch.rescues import Rescue
+from dispatch.services import Services
 from dispatch.texts import say
+from flows import driver as driver_flow
 from flows import rider, words
-from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply
+from flows.effects import CancelRescue, CreateRescue, DriverCommand, FlowContext, Relay, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +86,9 @@ class Engine:
         if normal in words.OPT_OUT:
             optouts.opt_out(key, source="keyword")
             self._cancel_open_rescue(key, reason="rider opted out", by="rider")
+            driver = self.svc.drivers.by_phone(key)
+            if driver:  # offers could not reach them any more
+                self.svc.dispatcher.go_offline(driver)
             return "opted-out"
         opted_out = optouts.is_opted_out(key)
         if normal in words.OPT_IN or (opted_out and normal == "yes"):
@@ -102,8 +108,7 @@ class Engine:
             self._reply(key, sid, [say("human_requested")])
             return "human-requested"
         if driver:
-            self._reply(key, sid, [say("driver_help")])
-            return "driver"
+            return self._driver_step(driver, sid, body)
         return self._rider_step(key, sid, body)
 
     def _rider_step(self, key: str, sid: str, body: str) -> str:
@@ -126,14 +131,64 @@ class Engine:
         texts: list[str] = []
         for effect in effects:
             if isinstance(effect, CreateRescue):
-                created = self.svc.rescues.create(request_key=f"sms:{sid}", rider_phone=key,
-                                                  channel="sms", **effect.__dict__)
+                created = self.svc.rescues.create(request_key=f"sms:{sid}", rider_phone=key, channel="sms",
+                                                  driver_pay_cents=self.svc.driver_pay(effect.quote_cents),
+                                                  **effect.__dict__)
                 log.info("rescue_created", rescue_id=created.id, code=created.code, phone=mask(key))
             elif isinstance(effect, CancelRescue):
                 self._cancel(effect.rescue_id, effect.reason, by="rider")
+            elif isinstance(effect, Relay):
+                self._relay_to_driver(key, sid, effect.text)
             elif isinstance(effect, Reply):
                 texts.append(say(effect.template, **{"rescue": created, **effect.context}))
         return texts
+
+    def _driver_step(self, driver: dict[str, Any], sid: str, body: str) -> str:
+        texts: list[str] = []
+        dispatcher = self.svc.dispatcher
+        for effect in driver_flow.step(driver, body, self.svc.locator):
+            if isinstance(effect, Reply):
+                texts.append(say(effect.template, **effect.context))
+            elif isinstance(effect, Relay):
+                self._relay_to_rider(driver, sid, effect.text)
+            elif isinstance(effect, DriverCommand):
+                outcome = self._driver_command(driver, effect)
+                texts.append(say(outcome.template, **outcome.context))
+        self._reply(driver["phone"], sid, texts)
+        return f"driver:{driver.get('status')}"
+
+    def _driver_command(self, driver: dict[str, Any], command: DriverCommand) -> Outcome:
+        d = self.svc.dispatcher
+        match command.name:
+            case "go_online":
+                return d.go_online(driver)
+            case "go_offline":
+                return d.go_offline(driver)
+            case "accept":
+                return d.accept(driver, command.code)
+            case "decline":
+                return d.decline(driver)
+            case "drop":
+                return d.drop(driver)
+            case "locate":
+                return d.update_location(driver, Point.from_json(command.place))
+            case "status":
+                return Outcome("driver_status", {"driver": driver})
+            case _:
+                return d.job_action(driver, command.name)
+
+    def _relay_to_driver(self, rider_phone: str, sid: str, text: str) -> None:
+        rescue = self.svc.rescues.open_for_rider(rider_phone)
+        driver = self.svc.drivers.get(rescue.driver_id) if rescue and rescue.driver_id else None
+        if driver:
+            self.svc.outbox.queue_text(driver["phone"], say("relay_to_driver", code=rescue.code, text=text),
+                                       key=f"relay:{sid}", rescue_id=rescue.id, kind="relay")
+
+    def _relay_to_rider(self, driver: dict[str, Any], sid: str, text: str) -> None:
+        rescue = self.svc.rescues.get(driver["rescue_id"]) if driver.get("rescue_id") else None
+        if rescue and rescue.is_open:
+            self.svc.outbox.queue_text(rescue.rider_phone, say("relay_to_rider", name=driver["name"], text=text),
+                                       key=f"relay:{sid}", rescue_id=rescue.id, kind="relay")
 
     def _cancel_open_rescue(self, key: str, reason: str, by: str) -> None:
         rescue = self.svc.rescues.open_for_rider(key)
@@ -142,9 +197,8 @@ class Engine:
 
     def _cancel(self, rescue_id: str, reason: str, by: str) -> None:
         try:
-            self.svc.rescues.apply(rescue_id, "cancel", by=by, event="rescue_cancelled", reason=reason,
-                                   changes={"cancel_reason": reason, "cancelled_by": by})
-        except IllegalTransition:
+            self.svc.dispatcher.cancel(rescue_id, reason, by=by)
+        except DispatchError:
             pass  # already closed: nothing left to cancel
 
     def _reply(self, key: str, sid: str, texts: list[str]) -> None:

@@ -8,7 +8,9 @@ from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 from rq import Worker
 
+from dispatch.dispatcher import DispatchError
 from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
+from dispatch.geo import Point
 from dispatch.phones import normalise
 from dispatch.rescues import STATUSES
 from dispatch.clock import iso
@@ -97,6 +99,70 @@ def list_drivers():
 def show_driver(driver_id: str):
     doc = services().drivers.get(driver_id)
     return jsonify(driver_json(doc)) if doc else error("no such driver", 404)
+
+
+@api.patch("/drivers/<driver_id>")
+def update_driver(driver_id: str):
+    svc = services()
+    doc = svc.drivers.get(driver_id)
+    if doc is None:
+        return error("no such driver", 404)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body:
+        return error("body must be a non-empty JSON object", 400)
+    unknown = set(body) - {"name", "vehicle", "active", "location"}
+    if unknown:
+        return error(f"unknown field {sorted(unknown)[0]}", 400, field=sorted(unknown)[0])
+    fields: dict[str, Any] = {}
+    for name, max_len in (("name", NAME_MAX), ("vehicle", VEHICLE_MAX)):
+        if name in body:
+            value = _text_field(body, name, max_len)
+            if value is None:
+                return error(f"{name} must be 1..{max_len} characters", 400, field=name)
+            fields[name] = value
+    if "active" in body:
+        if not isinstance(body["active"], bool):
+            return error("active must be true or false", 400, field="active")
+        fields["active"] = body["active"]
+    if fields:
+        doc = svc.drivers.update(driver_id, fields)
+        if fields.get("active") is False:
+            svc.dispatcher.go_offline(doc)
+    if "location" in body:
+        loc = body["location"]
+        try:
+            point = Point(float(loc["lat"]), float(loc["lng"]), str(loc.get("label") or "")[:120])
+            if not (-90 <= point.lat <= 90 and -180 <= point.lng <= 180):
+                raise ValueError
+        except (TypeError, KeyError, ValueError):
+            return error("location must be {lat, lng, label?} with valid coordinates", 400, field="location")
+        svc.dispatcher.update_location(doc, point)
+    return jsonify(driver_json(svc.drivers.get(driver_id)))
+
+
+@api.post("/rescues/<rescue_id>/assign")
+def assign_rescue(rescue_id: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("driver_id"), str):
+        return error("driver_id is required", 400, field="driver_id")
+    try:
+        rescue = services().dispatcher.assign(rescue_id, body["driver_id"])
+    except DispatchError as exc:
+        return error(str(exc), exc.status)
+    return jsonify(rescue.to_json())
+
+
+@api.post("/rescues/<rescue_id>/cancel")
+def cancel_rescue(rescue_id: str):
+    body = request.get_json(silent=True) or {}
+    reason = body.get("reason", "cancelled by dispatcher") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 200:
+        return error("reason must be 1..200 characters", 400, field="reason")
+    try:
+        rescue = services().dispatcher.cancel(rescue_id, reason.strip(), by="dispatcher")
+    except DispatchError as exc:
+        return error(str(exc), exc.status)
+    return jsonify(rescue.to_json())
 
 
 @api.get("/rescues")

@@ -49,7 +49,15 @@ class Settings:
     stripe_api_base: str = "https://api.stripe.com"
     admin_token: str | None = None
     offer_timeout_seconds: int = 90
+    # How many drivers hold an offer for one rescue at once (PRODUCT.md §5: one by default).
+    offer_fanout: int = 1
     search_window_seconds: int = 15 * 60
+    search_retry_seconds: int = 20
+    rider_update_seconds: int = 180
+    driver_share: float = 0.75
+    sweep_seconds: float = 10.0
+    # Van speed through city traffic, for the ETA quoted to riders.
+    eta_speed_kmh: float = 20.0
     service_area: ServiceArea = field(default_factory=lambda: ServiceArea(40.7580, -73.9855, 15.0))
     max_trip_miles: float = 10.0
     geocoder: str = "none"
@@ -121,7 +129,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         admin_token=get("ADMIN_TOKEN"),
         offer_timeout_seconds=int(get("OFFER_TIMEOUT_SECONDS", "90")),
+        offer_fanout=max(1, int(get("OFFER_FANOUT", "1"))),
         search_window_seconds=int(get("SEARCH_WINDOW_SECONDS", str(15 * 60))),
+        search_retry_seconds=int(get("SEARCH_RETRY_SECONDS", "20")),
+        rider_update_seconds=int(get("RIDER_UPDATE_SECONDS", "180")),
+        driver_share=float(get("DRIVER_SHARE", "0.75")),
+        eta_speed_kmh=float(get("ETA_SPEED_KMH", "20")),
+        sweep_seconds=float(get("SWEEP_SECONDS", "10")),
         service_area=area,
         max_trip_miles=float(get("MAX_TRIP_MILES", "10")),
         geocoder=(get("GEOCODER", "none") or "none").lower(),

@@ -26,6 +26,7 @@ def driver_json(doc: dict[str, Any]) -> dict[str, Any]:
         "status": doc.get("status", OFFLINE), "active": bool(doc.get("active", True)),
         "location": doc.get("location"),
         "location_updated_at": iso(doc.get("location_updated_at")),
+        "rescue_id": doc.get("rescue_id"),
         "created_at": iso(doc["created_at"]),
     }
 

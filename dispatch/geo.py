@@ -40,7 +40,9 @@ _LINK_PATTERNS = [
     re.compile(rf"@({_NUM}),({_NUM})"),
     re.compile(rf"\bgeo:({_NUM}),({_NUM})", re.I),
 ]
-_BARE_PAIR = re.compile(rf"(?<![\d.])({_NUM}\.\d+)\s*[,;]\s*({_NUM}\.\d+)(?![\d.])")
+# Both numbers need decimals; neither may be part of a longer dotted run (a date, a version).
+_DECIMAL = r"[-+]?\d{1,3}\.\d+"
+_BARE_PAIR = re.compile(rf"(?<![\d.])({_DECIMAL})\s*[,;]\s*({_DECIMAL})(?!\.?\d)")
 
 
 def _valid(lat: float, lng: float) -> bool:
@@ -55,7 +57,10 @@ def parse_coordinates(text: str) -> Point | None:
     """
     for pattern in (*_LINK_PATTERNS, _BARE_PAIR):
         for match in pattern.finditer(text or ""):
-            lat, lng = float(match.group(1)), float(match.group(2))
+            try:
+                lat, lng = float(match.group(1)), float(match.group(2))
+            except ValueError:
+                continue
             if _valid(lat, lng):
                 return Point(lat, lng, f"{lat:.5f},{lng:.5f}")
     return None

@@ -15,6 +15,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import structlog
+from geopy.adapters import RequestsAdapter
 from geopy.exc import GeopyError
 from geopy.geocoders import Nominatim
 from geopy.point import Point as GeopyPoint
@@ -35,7 +36,8 @@ _ABBREVIATIONS = {
     "third": "3rd", "fourth": "4th", "fifth": "5th", "sixth": "6th", "seventh": "7th",
     "eighth": "8th", "ninth": "9th", "tenth": "10th",
 }
-_STOP_TOKENS = {"the", "near", "by", "in", "on", "im", "i'm", "i", "am", "of", "&", "corner", "nyc", "ny", "manhattan"}
+_STOP_TOKENS = {"the", "near", "by", "in", "on", "im", "i'm", "i", "am", "of", "&", "corner", "nyc", "ny",
+                "manhattan", "st"}
 
 
 class GeocoderUnavailable(RuntimeError):
@@ -109,6 +111,10 @@ class NominatimGeocoder:
         self._client = Nominatim(
             user_agent=f"SupportCarr-dispatch/1.0 (+{settings.public_base_url})",
             timeout=settings.geocoder_timeout_seconds,
+            # geopy's default adapter retries twice: a slow server would cost three times the
+            # timeout inside a webhook and break the one-request-a-second rule. One try.
+            adapter_factory=lambda proxies, ssl_context: RequestsAdapter(
+                proxies=proxies, ssl_context=ssl_context, max_retries=0),
             **kwargs,
         )
         sw, ne = bounding_box(settings.service_area)

@@ -42,6 +42,9 @@ class Sender(Protocol):
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         """Hand one text to the carrier; returns the vendor's message id."""
 
+    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
+        """The id of this text if the carrier already has it (a send whose worker died)."""
+
 
 class OptOuts:
     """The opt-out registry every send path consults (MongoDB is the record)."""
@@ -80,6 +83,16 @@ class Outbox:
             return self.db.messages.find_one({"key": key})
         self.enqueue_send(doc["_id"])
         return doc
+
+    def requeue_pending(self, older_than_ms: int) -> int:
+        """Texts whose send job never ran (Redis lost, enqueue failed): start them again."""
+        count = 0
+        for msg in self.db.messages.find({"direction": "out", "status": "pending",
+                                          "updated_at": {"$lt": older_than_ms}}, {"_id": 1}).limit(500):
+            self.db.messages.update_one({"_id": msg["_id"]}, {"$set": {"updated_at": now_ms()}})
+            self.enqueue_send(msg["_id"])
+            count += 1
+        return count
 
 
 @dataclass
@@ -126,6 +139,24 @@ class Delivery:
         _apply_early_receipt(self.db, sid)
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
         return status
+
+    def reconcile(self, msg: dict[str, Any]) -> str:
+        """A text left `sending` by a worker that died mid-send: ask the carrier whether it
+        went out. If it did, record it; if not, send it again. Never a blind second send."""
+        try:
+            sid = self.sender.find_sent(msg["phone"], msg["body"], int(msg.get("claimed_at") or 0))
+        except SendFailed:
+            return "unknown"  # try again on the next sweep
+        if sid:
+            self.db.messages.update_one({"_id": msg["_id"], "status": "sending"},
+                                        {"$set": {"status": "sent", "status_rank": STATUS_RANK["sent"],
+                                                  "twilio_sid": sid, "updated_at": now_ms()}})
+            _apply_early_receipt(self.db, sid)
+            return "found"
+        released = self.db.messages.update_one({"_id": msg["_id"], "status": "sending"},
+                                               {"$set": {"status": "pending", "status_rank": 0,
+                                                         "updated_at": now_ms()}})
+        return "released" if released.modified_count else "moved-on"
 
     def _finish(self, message_id: str, status: str, **fields: Any) -> None:
         self.db.messages.update_one({"_id": message_id},

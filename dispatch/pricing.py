@@ -29,6 +29,7 @@ def surge_multiplier(open_rescues: int, online_drivers: int, cap: float) -> floa
 
 def quote(pricing: Pricing, trip_miles: float, surge: float) -> Quote:
     billable = round(max(pricing.min_miles, trip_miles), 1)
-    cents = int(round((pricing.base_cents + pricing.per_mile_cents * billable) * surge))
+    # Half a cent rounds up (round() would go to even).
+    cents = int((pricing.base_cents + pricing.per_mile_cents * billable) * surge + 0.5)
     return Quote(cents=cents, miles=round(trip_miles, 1), billable_miles=billable, surge=surge,
                  base_cents=pricing.base_cents, per_mile_cents=pricing.per_mile_cents)

@@ -1,8 +1,7 @@
-"""Rescues in MongoDB: idempotent creation, compare-and-set status changes, the timeline.
+"""Rescues in MongoDB: idempotent creation and compare-and-set status changes.
 
-Every change is a domain event appended to the `events` collection (the rescue's
-timeline) in the same call that makes it, so nothing changes without a record of who
-did it.
+Every change is published as a domain event (`dispatch.events`), which appends it to the
+rescue's timeline with who made it and lets notifications and jobs follow from it.
 """
 from __future__ import annotations
 
@@ -13,8 +12,9 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.rescues import OPEN_STATUSES, IllegalTransition, Rescue, next_status
 from dispatch.clock import now_ms
+from dispatch.events import RESCUE_REQUESTED, EventLog
+from dispatch.rescues import OPEN_STATUSES, IllegalTransition, Rescue, next_status
 from dispatch.storage import next_sequence
 
 FIRST_CODE = 1000
@@ -25,17 +25,18 @@ class ConcurrentUpdate(RuntimeError):
     """Somebody else kept changing the rescue; the caller may retry the whole request."""
 
 
-class RescueStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+class ExpectationFailed(ValueError):
+    """The rescue is not in the shape the caller expected (e.g. another driver holds it)."""
 
-    def record_event(self, rescue_id: str, kind: str, by: str, **data: Any) -> None:
-        self.db.events.insert_one({"_id": uuid.uuid4().hex, "rescue_id": rescue_id, "type": kind,
-                                   "by": by, "at": now_ms(), "data": data})
+
+class RescueStore:
+    def __init__(self, db: Database, events: EventLog) -> None:
+        self.db = db
+        self.events = events
 
     def create(self, *, request_key: str, rider_phone: str, pickup: dict, dropoff: dict | None,
                problem: str, problem_note: str, quote_cents: int, trip_miles: float, surge: float,
-               channel: str) -> Rescue:
+               channel: str, driver_pay_cents: int = 0) -> Rescue:
         """Create once per request: a retried webhook gets the rescue its first delivery made."""
         existing = self.db.rescues.find_one({"request_key": request_key})
         if existing:
@@ -46,16 +47,17 @@ class RescueStore:
             "_id": uuid.uuid4().hex, "request_key": request_key, "seq": seq, "code": f"R{seq}",
             "status": "searching", "rider_phone": rider_phone, "pickup": pickup, "dropoff": dropoff,
             "problem": problem, "problem_note": problem_note, "quote_cents": int(quote_cents),
-            "trip_miles": trip_miles, "surge": surge, "channel": channel, "driver_id": None,
-            "payment_status": "none", "cancel_reason": None, "cancelled_by": None,
-            "created_at": now, "updated_at": now, "version": 0,
+            "driver_pay_cents": int(driver_pay_cents), "trip_miles": trip_miles, "surge": surge,
+            "channel": channel, "driver_id": None, "payment_status": "none", "cancel_reason": None,
+            "cancelled_by": None, "created_at": now, "updated_at": now, "searching_since": now, "next_dispatch_at": 0,
+            "version": 0,
         }
         try:
             self.db.rescues.insert_one(doc)
         except DuplicateKeyError:
             return Rescue.from_doc(self.db.rescues.find_one({"request_key": request_key}))
-        self.record_event(doc["_id"], "rescue_requested", by=f"rider:{channel}",
-                          quote_cents=doc["quote_cents"], problem=problem)
+        self.events.publish(RESCUE_REQUESTED, doc["_id"], by=f"rider:{channel}",
+                            quote_cents=doc["quote_cents"], problem=problem)
         return Rescue.from_doc(doc)
 
     def get(self, rescue_id: str) -> Rescue | None:
@@ -80,28 +82,37 @@ class RescueStore:
         return list(self.db.events.find({"rescue_id": rescue_id}, {"_id": 0}).sort("at", 1))
 
     def apply(self, rescue_id: str, action: str, *, by: str, event: str,
-              changes: dict[str, Any] | None = None, **event_data: Any) -> tuple[Rescue, bool]:
+              changes: dict[str, Any] | None = None, expect: dict[str, Any] | None = None,
+              **event_data: Any) -> tuple[Rescue, bool]:
         """Move a rescue through its lifecycle with compare-and-set on its version.
 
         Returns the rescue and whether anything changed: repeating the current status is a
-        no-op, an illegal change raises IllegalTransition, a lost race is retried.
+        no-op, an illegal change raises IllegalTransition, a rescue that does not match
+        `expect` raises ExpectationFailed, a lost race is retried.
         """
         for _ in range(CAS_ATTEMPTS):
             doc = self.db.rescues.find_one({"_id": rescue_id})
             if doc is None:
                 raise KeyError(rescue_id)
+            if expect and any(doc.get(k) != v for k, v in expect.items()):
+                raise ExpectationFailed(rescue_id)
             target = next_status(doc["status"], action)
             if target is None:
                 return Rescue.from_doc(doc), False
-            update = {"status": target, "updated_at": now_ms(), "version": doc.get("version", 0) + 1,
-                      **(changes or {})}
+            now = now_ms()
+            update = {"status": target, "updated_at": now, "version": doc.get("version", 0) + 1,
+                      **({"searching_since": now} if target == "searching" else {}), **(changes or {})}
             after = self.db.rescues.find_one_and_update(
                 {"_id": rescue_id, "version": doc.get("version", 0), "status": doc["status"]},
                 {"$set": update}, return_document=ReturnDocument.AFTER)
             if after is not None:
-                self.record_event(rescue_id, event, by=by, status=target, **event_data)
+                self.events.publish(event, rescue_id, by=by, status=target, **event_data)
                 return Rescue.from_doc(after), True
         raise ConcurrentUpdate(rescue_id)
 
+    def update(self, rescue_id: str, fields: dict[str, Any]) -> None:
+        """Bookkeeping that is not a status change (last notice sent, reassigned driver...)."""
+        self.db.rescues.update_one({"_id": rescue_id}, {"$set": {**fields, "updated_at": now_ms()}})
 
-__all__ = ["RescueStore", "ConcurrentUpdate", "IllegalTransition"]
+
+__all__ = ["RescueStore", "ConcurrentUpdate", "ExpectationFailed", "IllegalTransition"]

@@ -33,7 +33,7 @@ LIFECYCLE = [
     ("arrive", [ASSIGNED, EN_ROUTE], ARRIVED),
     ("load", ARRIVED, IN_TRANSIT),
     ("complete", [ARRIVED, IN_TRANSIT], COMPLETED),
-    ("requeue", [ASSIGNED, EN_ROUTE], SEARCHING),
+    ("requeue", [ASSIGNED, EN_ROUTE, ARRIVED], SEARCHING),
     ("cancel", list(OPEN_STATUSES), CANCELLED),
     ("give_up", SEARCHING, UNFULFILLED),
 ]
@@ -94,6 +94,8 @@ class Rescue:
     updated_at: int
     channel: str = "sms"
     driver_id: str | None = None
+    driver_pay_cents: int = 0
+    searching_since: int = 0
     payment_status: str = "none"
     cancel_reason: str | None = None
     cancelled_by: str | None = None
@@ -120,7 +122,8 @@ class Rescue:
             "id": self.id, "code": self.code, "status": self.status, "rider_phone": self.rider_phone,
             "pickup": self.pickup, "dropoff": self.dropoff, "problem": self.problem,
             "problem_note": self.problem_note, "driver_id": self.driver_id,
-            "quote_cents": self.quote_cents, "trip_miles": self.trip_miles, "surge": self.surge,
+            "quote_cents": self.quote_cents, "driver_pay_cents": self.driver_pay_cents,
+            "trip_miles": self.trip_miles, "surge": self.surge,
             "payment_status": self.payment_status, "cancel_reason": self.cancel_reason,
             "cancelled_by": self.cancelled_by, "channel": self.channel,
             "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),

@@ -1,7 +1,6 @@
 """Wiring: one `Services` per process, built from `Settings`, shared by web and jobs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 
 import redis as redis_lib
@@ -9,40 +8,37 @@ from pymongo.database import Database
 from rq import Queue
 
 from dispatch.config import Settings, load_settings
+from dispatch.dispatcher import Dispatcher
 from dispatch.drivers import DriverStore
+from dispatch.events import EventLog
 from dispatch.geocoding import Gazetteer, Locator, NominatimGeocoder
+from dispatch.jobs import Jobs
+from dispatch.matching import GeoIndex
 from dispatch.messaging import Delivery, OptOuts, Outbox
+from dispatch.notifications import Notifier
 from dispatch.pricing import Quote, quote, surge_multiplier
 from dispatch.rescue_store import RescueStore
 from dispatch.storage import connect, ensure_indexes
-from dispatch import jobs
+from dispatch.sweeper import Sweeper
 
 
-@dataclass
 class Services:
-    settings: Settings
-    db: Database
-    redis: redis_lib.Redis
+    """Everything a request or a job needs, wired once. Construction does no I/O."""
 
-    @cached_property
-    def queue(self) -> Queue:
-        return Queue(self.settings.queue_name, connection=self.redis)
-
-    @cached_property
-    def rescues(self) -> RescueStore:
-        return RescueStore(self.db)
-
-    @cached_property
-    def drivers(self) -> DriverStore:
-        return DriverStore(self.db)
-
-    @cached_property
-    def optouts(self) -> OptOuts:
-        return OptOuts(self.db)
-
-    @cached_property
-    def outbox(self) -> Outbox:
-        return Outbox(self.db, enqueue_send=lambda message_id: jobs.enqueue_send(self.queue, message_id))
+    def __init__(self, settings: Settings, db: Database, redis: redis_lib.Redis) -> None:
+        self.settings, self.db, self.redis = settings, db, redis
+        self.queue = Queue(settings.queue_name, connection=redis)
+        self.jobs = Jobs(self.queue)
+        self.events = EventLog(db)
+        self.rescues = RescueStore(db, self.events)
+        self.drivers = DriverStore(db)
+        self.optouts = OptOuts(db)
+        self.outbox = Outbox(db, enqueue_send=self.jobs.send)
+        self.geo = GeoIndex(redis, db.drivers)
+        self.dispatcher = Dispatcher(settings, db, redis, self.rescues, self.geo, self.events, self.jobs)
+        self.notifier = Notifier(settings, db, self.outbox, self.rescues)
+        self.dispatcher.subscribe()
+        self.notifier.subscribe(self.events)
 
     @cached_property
     def locator(self) -> Locator:
@@ -50,17 +46,26 @@ class Services:
         return Locator(Gazetteer.builtin(), geocoder)
 
     @cached_property
-    def delivery(self) -> Delivery:
+    def sender(self):
         from dispatch.twilio_gateway import SandboxSender, TwilioSender
 
-        sender = SandboxSender() if self.settings.sandbox else TwilioSender(self.settings)
-        callback = f"{self.settings.public_base_url}/twilio/status"
-        return Delivery(self.db, sender, self.optouts, callback)
+        return SandboxSender() if self.settings.sandbox else TwilioSender(self.settings)
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        return Delivery(self.db, self.sender, self.optouts, f"{self.settings.public_base_url}/twilio/status")
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(self)
 
     def current_quote(self, trip_miles: float) -> Quote:
         surge = surge_multiplier(self.rescues.count_open() + 1, self.drivers.count_online(),
                                  self.settings.pricing.surge_cap)
         return quote(self.settings.pricing, trip_miles, surge)
+
+    def driver_pay(self, quote_cents: int) -> int:
+        return int(quote_cents * self.settings.driver_share + 0.5)
 
 
 def redis_client(settings: Settings) -> redis_lib.Redis:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -56,9 +57,23 @@ class TwilioSender:
         except OSError as exc:
             raise SendFailed(str(exc), code=None, transient=True) from exc
 
+    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
+        # Twilio filters DateSent by day; the day before covers a send just after midnight.
+        since = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(days=1)
+        try:
+            for message in self._client.messages.list(to=to, date_sent_after=since, limit=50):
+                if message.body == body:
+                    return message.sid
+        except (TwilioException, OSError) as exc:
+            raise SendFailed(str(exc), code=None, transient=True) from exc
+        return None
+
 
 class SandboxSender:
     """No credentials: the `messages` collection is the outbox, shown at /sandbox/outbox."""
 
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         return f"SANDBOX{uuid.uuid4().hex}"
+
+    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
+        return None  # nothing leaves the machine, so a half-done send is simply done again

@@ -34,7 +34,6 @@ class CancelRescue:
     reason: str
 
 
-Effect = Reply | CreateRescue | CancelRescue
 
 
 @dataclass
@@ -53,3 +52,20 @@ class StepResult:
     state: str
     data: dict[str, Any]
     effects: list[Effect]
+
+
+@dataclass(frozen=True)
+class DriverCommand:
+    """A driver's command for the dispatcher (`go_online`, `accept`, `arrive`, ...)."""
+    name: str
+    code: str | None = None
+    place: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Pass the text to the other party of the sender's open rescue, through the rescue number."""
+    text: str
+
+
+Effect = Reply | CreateRescue | CancelRescue | DriverCommand | Relay

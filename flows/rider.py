@@ -14,7 +14,7 @@ from dispatch.geo import Point, distance_miles, in_service_area
 from dispatch.geocoding import GeocoderUnavailable
 from dispatch.rescues import PROBLEMS, Rescue
 from flows import words
-from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply, StepResult
+from flows.effects import CancelRescue, CreateRescue, FlowContext, Relay, Reply, StepResult
 
 IDLE, ASK_LOCATION, PICK_LOCATION = "idle", "ask_location", "pick_location"
 ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE = (
@@ -132,11 +132,12 @@ class RiderTurn:
         if problem is None and len(words.normalise(text)) < 3:
             self.say("problem_unclear")
             return
-        self._set_problem(problem or "other", text)
+        self._set_problem(problem or "other", "" if choice else text)
         self.advance()
 
     def handle_ask_dropoff(self, text: str) -> None:
         if words.normalise(text) in words.SKIP:
+            self.data.pop("choices", None)
             self.data["dropoff"] = None
             self.data["trip_miles"] = 0.0
             self.advance()
@@ -167,6 +168,8 @@ class RiderTurn:
             self.reset()
         elif normal in words.STATUS:
             self.say("rescue_status", rescue=rescue)
+        elif rescue.driver_id and normal:
+            self.effects.append(Relay(words.clean(text)))
         else:
             self.say("rescue_waiting", rescue=rescue)
 
@@ -206,11 +209,11 @@ class RiderTurn:
 
     def _accept_place(self, point: Point, purpose: str) -> bool:
         """Check a place against the rules; on refusal say why and keep the question open."""
-        self.data.pop("choices", None)
         if purpose == "pickup":
             if not in_service_area(point, self.ctx.area):
                 self.say("outside_area", place=point.label)
                 return False
+            self.data.pop("choices", None)
             self.data["pickup"] = point.to_json()
             return True
         pickup = Point.from_json(self.data["pickup"])
@@ -219,6 +222,7 @@ class RiderTurn:
             self.say("trip_too_long", miles=round(miles, 1), max_miles=self.ctx.max_trip_miles,
                      place=point.label)
             return False
+        self.data.pop("choices", None)
         self.data["dropoff"] = point.to_json()
         self.data["trip_miles"] = round(miles, 2)
         return True

@@ -35,9 +35,11 @@ def clean(text: str | None) -> str:
 
 
 def normalise(text: str | None) -> str:
-    """For keyword matching: lower case, single spaces, no surrounding punctuation."""
-    words = " ".join(clean(text).lower().split())
-    return words.strip(" .!?,;:'\"")
+    """For keyword matching: lower case, straight apostrophes (phones type curly ones),
+    commas and the like as spaces, single spaces, no surrounding punctuation."""
+    text = clean(text).lower().replace("\u2019", "'").replace("\u2018", "'")
+    text = re.sub(r"[,!?;:]+", " ", text)
+    return " ".join(text.split()).strip(" .'\"")
 
 
 def is_yes(text: str) -> bool:
