@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, abort, render_template, request
@@ -107,23 +108,47 @@ def _kill_stale(pid_file: Path) -> None:
         pass
 
 
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen
+    restart: bool
+
+
 class Supervisor:
+    """The launcher's children. Web and worker processes that die are started again (a
+    killed worker must not take the service down); a store that dies stops everything."""
+
     def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
-              log_file: Path | None = None) -> subprocess.Popen:
+              log_file: Path | None = None, restart: bool = False) -> subprocess.Popen:
         out = open(log_file, "ab") if log_file else None
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                 start_new_session=True)
         if pid_file:
             pid_file.write_text(str(proc.pid))
-        self.children.append((name, proc))
+        self.children.append(Child(name, cmd, env, proc, restart))
         return proc
+
+    def check(self) -> str | None:
+        """Restart what may be restarted; the name of a dead store means stop."""
+        for child in self.children:
+            if child.proc.poll() is None:
+                continue
+            if not child.restart:
+                return child.name
+            print(f"{child.name} exited with {child.proc.returncode}; restarting", file=sys.stderr, flush=True)
+            child.proc = subprocess.Popen(child.cmd, env=child.env, start_new_session=True)
+        return None
 
     def stop_all(self) -> None:
         """Newest first (web, workers, then the stores they need), each with its process group."""
-        for name, proc in reversed(self.children):
+        for child in reversed(self.children):
+            proc = child.proc
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -205,10 +230,10 @@ def main() -> int:
         for i in range(RQ_WORKERS):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
-                                     settings.queue_name], env)
+                                     settings.queue_name], env, restart=True)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
-                          "--graceful-timeout", "5", "app:app"], env)
+                          "--graceful-timeout", "5", "app:app"], env, restart=True)
         base = settings.public_base_url
         local = f"http://{settings.host}:{settings.port}"
         print(f"""
@@ -220,10 +245,10 @@ SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if set
             print(f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}", flush=True)
         print(f"  Data:                 {data_dir}\nCtrl-C stops everything.", flush=True)
         while not stopping:
-            for name, proc in list(sup.children):
-                if proc.poll() is not None and not stopping:
-                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr, flush=True)
-                    stopping = True
+            dead = sup.check()
+            if dead:
+                print(f"{dead} exited; stopping everything", file=sys.stderr, flush=True)
+                return 1
             time.sleep(0.2)
         return 0
     finally:

@@ -56,6 +56,6 @@ class EventLog:
             try:
                 handler(event)
             except Exception:  # the change stands; the sweeper re-drives what a handler missed
-                log.exception("event_handler_failed", event=kind, rescue_id=rescue_id,
+                log.exception("event_handler_failed", event_type=kind, rescue_id=rescue_id,
                               handler=getattr(handler, "__qualname__", "?"))
         return event

@@ -109,7 +109,8 @@ class Delivery:
         if msg is None or msg["status"] != "pending":
             return msg["status"] if msg else "missing"
         if self.optouts.is_opted_out(msg["phone"]):
-            self._finish(message_id, "suppressed", error_code=OPTED_OUT_CODE)
+            if not self._finish(message_id, "suppressed", expect="pending", error_code=_code(OPTED_OUT_CODE)):
+                return "claimed-elsewhere"  # another copy of this job already sent it
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             return "suppressed"
         claimed = self.db.messages.find_one_and_update(
@@ -124,18 +125,19 @@ class Delivery:
             if exc.transient:
                 self.db.messages.update_one({"_id": message_id, "status": "sending"},
                                             {"$set": {"status": "pending", "status_rank": 0,
-                                                      "error_code": exc.code}})
+                                                      "error_code": _code(exc.code)}})
                 log.warning("text_retry", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
                 raise
             if exc.code == OPTED_OUT_CODE:
                 self.optouts.opt_out(msg["phone"], source="carrier")
-            self._finish(message_id, "failed", error_code=exc.code)
+            self._finish(message_id, "failed", expect="sending", error_code=_code(exc.code))
             log.warning("text_failed", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
             return "failed"
         status = "sandbox" if sid.startswith("SANDBOX") else "sent"
         self.db.messages.update_one({"_id": message_id, "status": "sending"},
                                     {"$set": {"status": status, "status_rank": STATUS_RANK[status],
-                                              "twilio_sid": sid, "sent_at": now_ms(), "updated_at": now_ms()}})
+                                              "twilio_sid": sid, "sent_at": now_ms(), "updated_at": now_ms(),
+                                              "error_code": None}})
         _apply_early_receipt(self.db, sid)
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
         return status
@@ -158,10 +160,16 @@ class Delivery:
                                                          "updated_at": now_ms()}})
         return "released" if released.modified_count else "moved-on"
 
-    def _finish(self, message_id: str, status: str, **fields: Any) -> None:
-        self.db.messages.update_one({"_id": message_id},
-                                    {"$set": {"status": status, "status_rank": STATUS_RANK[status],
-                                              "updated_at": now_ms(), **fields}})
+    def _finish(self, message_id: str, status: str, expect: str, **fields: Any) -> bool:
+        result = self.db.messages.update_one({"_id": message_id, "status": expect},
+                                             {"$set": {"status": status, "status_rank": STATUS_RANK[status],
+                                                       "updated_at": now_ms(), **fields}})
+        return result.modified_count == 1
+
+
+def _code(code: Any) -> str | None:
+    """Error codes arrive as ints from the client and strings from callbacks: store strings."""
+    return str(code)[:16] if code not in (None, "") else None
 
 
 def record_status(db: Database, twilio_sid: str, status: str, error_code: str | None) -> bool:
@@ -176,7 +184,7 @@ def record_status(db: Database, twilio_sid: str, status: str, error_code: str | 
         return False
     fields: dict[str, Any] = {"status": status, "status_rank": rank, "updated_at": now_ms()}
     if error_code:
-        fields["error_code"] = str(error_code)[:16]
+        fields["error_code"] = _code(error_code)
     try:
         db.receipts.update_one({"_id": twilio_sid, "status_rank": {"$lt": rank}}, {"$set": fields},
                                upsert=True)

@@ -18,6 +18,6 @@ def _env() -> Environment:
     return env
 
 
-def say(name: str, **context) -> str:
-    """Render `templates/sms/<name>.txt` to the text of one message."""
-    return _env().get_template(f"sms/{name}.txt").render(**context).strip()
+def say(template: str, /, **context) -> str:
+    """Render `templates/sms/<template>.txt` to the text of one message."""
+    return _env().get_template(f"sms/{template}.txt").render(**context).strip()

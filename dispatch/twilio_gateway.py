@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -49,9 +49,11 @@ class TwilioSender:
             if status_callback:
                 kwargs["status_callback"] = status_callback
             return self._client.messages.create(**kwargs).sid
-        except TwilioRestException as exc:
-            transient = exc.code not in NEVER_RETRY_CODES and (exc.status == 429 or exc.status >= 500)
-            raise SendFailed(str(exc.msg), code=exc.code or exc.status, transient=transient) from exc
+        except (TwilioRestException, TwilioServiceException) as exc:
+            # 9.x raises TwilioServiceException for problem-details bodies; both carry status and code.
+            status, code = int(getattr(exc, "status", 0) or 0), getattr(exc, "code", None)
+            transient = code not in NEVER_RETRY_CODES and (status == 429 or status >= 500)
+            raise SendFailed(str(exc), code=code or status, transient=transient) from exc
         except TwilioException as exc:  # connection errors, timeouts, 9.x service exceptions
             raise SendFailed(str(exc), code=None, transient=True) from exc
         except OSError as exc:

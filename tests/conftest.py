@@ -32,6 +32,7 @@ from tests.fakes.twilio_api import FakeTwilio
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_SID, TWILIO_TOKEN, RESCUE_NUMBER = "AC" + "0" * 32, "twilio-test-auth-token", "+12125550100"
 ADMIN_TOKEN = "test-admin-token"
+OFFER_TIMEOUT = 4
 
 
 @dataclass
@@ -89,6 +90,8 @@ def service_env(stores, fake_twilio, fake_geocoder, tmp_path_factory) -> dict[st
         "TWILIO_PHONE_NUMBER": RESCUE_NUMBER, "TWILIO_API_BASE": fake_twilio.url,
         "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30", "LOG_LEVEL": "INFO",
+        # Short timers so offers expire and searches retry within a test's patience.
+        "OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT), "SWEEP_SECONDS": "1", "SEARCH_RETRY_SECONDS": "2",
     })
     return env
 
@@ -201,6 +204,18 @@ class Phone:
         response = self.text(body)
         assert response.status_code == 200, response.text
         return self.next_reply(timeout)
+
+    def wait_for(self, fragment: str, timeout: float = 10.0) -> str:
+        """The first unseen text containing `fragment`; texts before it count as seen."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            texts = self.replies()
+            for i in range(self.seen, len(texts)):
+                if fragment in texts[i]:
+                    self.seen = i + 1
+                    return texts[i]
+            time.sleep(0.02)
+        raise AssertionError(f"no text with {fragment!r} to {self.number}; unseen: {self.replies()[self.seen:]}")
 
     def assert_no_reply(self, wait: float = 1.5) -> None:
         time.sleep(wait)

@@ -1,7 +1,13 @@
 """Hypothesis: no body, field set or encoding makes a webhook answer 5xx or damage a record."""
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from app import create_app
+from dispatch.services import Services
 
 from tests.conftest import new_number, sign
 
@@ -41,9 +47,18 @@ def test_unsigned_raw_bodies_are_refused(client, raw, content_type):
     assert r.status_code in (400, 403, 413)
 
 
+@pytest.fixture
+def client_without_geocoder(services, settings):
+    """Nominatim is held to one lookup a second; random bodies would spend the run waiting."""
+    quick = Services(dataclasses.replace(settings, geocoder="none"), services.db, services.redis)
+    return create_app(services=quick).test_client()
+
+
 @FUZZ
 @given(body=any_text)
-def test_any_body_from_a_real_rider_mid_intake_leaves_a_valid_conversation(client, settings, services, body):
+def test_any_body_from_a_real_rider_mid_intake_leaves_a_valid_conversation(client_without_geocoder, settings,
+                                                                            services, body):
+    client = client_without_geocoder
     sender = new_number()
     url = settings.public_base_url + "/twilio/sms"
     for i, text in enumerate(["flat tire at Union Square", body]):

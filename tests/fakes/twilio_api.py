@@ -58,8 +58,26 @@ class FakeTwilio(FakeServer):
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return h.headers.get("Authorization") == f"Basic {expected}"
 
+    def _list(self, h) -> None:
+        """GET Messages.json filtered by To (what the sweeper asks after a worker died mid-send)."""
+        query = parse_qs(h.path.split("?", 1)[1] if "?" in h.path else "")
+        to = query.get("To", [None])[0]
+        with self.lock:
+            found = [t for t in self.sent if to is None or t.to == to]
+        page = {"messages": [{"sid": t.sid, "to": t.to, "from": t.from_, "body": t.body, "status": "sent",
+                              "account_sid": self.account_sid} for t in reversed(found)],
+                "next_page_uri": None, "previous_page_uri": None, "page": 0, "page_size": 50,
+                "uri": h.path, "first_page_uri": h.path, "start": 0, "end": len(found)}
+        self.reply(h, 200, json.dumps(page).encode())
+
     def handle(self, h) -> None:
         path = h.path.split("?")[0]
+        if h.command == "GET" and path == f"/2010-04-01/Accounts/{self.account_sid}/Messages.json":
+            if not self._authorised(h):
+                self.reply(h, 401, json.dumps({"code": 20003, "message": "Authenticate", "status": 401}).encode())
+                return
+            self._list(h)
+            return
         if h.command != "POST" or path != f"/2010-04-01/Accounts/{self.account_sid}/Messages.json":
             self.reply(h, 404, json.dumps({"code": 20404, "message": "not found", "status": 404}).encode())
             return
