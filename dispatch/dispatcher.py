@@ -111,7 +111,7 @@ class Dispatcher:
             live = self.db.offers.count_documents({"rescue_id": rescue_id, "status": {"$in": LIVE_OFFER}})
             made = 0
             if live < self.settings.offer_fanout:
-                excluded = set(self.db.offers.distinct("driver_id", {"rescue_id": rescue_id}))
+                excluded = self._excluded_drivers(rescue_id, now)
                 pickup = rescue.pickup
                 for candidate in self.geo.candidates(pickup["lat"], pickup["lng"], excluded):
                     if live + made >= self.settings.offer_fanout:
@@ -121,6 +121,16 @@ class Dispatcher:
                 self._retry_later(rescue_id, now)
             self._maybe_update_rider(rescue, now)
             return f"offers:{live + made}"
+
+    def _excluded_drivers(self, rescue_id: str, now: int) -> set[str]:
+        """Who not to ask again: drivers who passed or handed the job back, and, for a while,
+        those who let an offer run out (they may have been busy, not unwilling)."""
+        cool_off = now - 2 * self.settings.offer_timeout_seconds * 1000
+        excluded = set()
+        for offer in self.db.offers.find({"rescue_id": rescue_id}):
+            if offer["status"] != EXPIRED or int(offer.get("expired_at") or now) > cool_off:
+                excluded.add(offer["driver_id"])
+        return excluded
 
     def _retry_later(self, rescue_id: str, now: int) -> None:
         """One follow-up at a time per rescue, however many triggers ask for one."""
@@ -216,6 +226,22 @@ class Dispatcher:
         self.db.offers.update_one({"_id": offer["_id"], "status": ACCEPTING}, {"$set": {"status": TAKEN}})
         self._release_offered(offer["driver_id"], offer["_id"])
         self.jobs.now("dispatch_rescue", offer["rescue_id"])
+
+    def free_stranded_drivers(self, changed_before: int) -> int:
+        """Drivers left `offered` or `on_job` by a process that died between two writes."""
+        freed = 0
+        for driver in self.db.drivers.find({"status": OFFERED, "updated_at": {"$lt": changed_before}}):
+            if not self.db.offers.find_one({"_id": driver.get("offer_id"), "status": {"$in": LIVE_OFFER}}):
+                self._release_offered(driver["_id"], driver.get("offer_id"))
+                freed += 1
+        for driver in self.db.drivers.find({"status": ON_JOB, "updated_at": {"$lt": changed_before}}):
+            rescue = self.rescues.get(driver.get("rescue_id") or "")
+            if rescue is None or not rescue.is_open or rescue.driver_id != driver["_id"]:
+                self.db.drivers.update_one({"_id": driver["_id"], "status": ON_JOB, "rescue_id": driver.get("rescue_id")},
+                                           {"$set": {"status": AVAILABLE, "rescue_id": None, "idle_since": now_ms(),
+                                                     "updated_at": now_ms()}})
+                freed += 1
+        return freed
 
     def decline(self, driver: dict[str, Any]) -> Outcome:
         offer = self._open_offer(driver)

@@ -18,7 +18,9 @@ EXPIRY_GRACE_MS = 2000
 ACCEPTING_STUCK_MS = 30_000
 DISPATCH_OVERDUE_MS = 5000
 PENDING_TEXT_MS = 15_000
-SENDING_STUCK_MS = 120_000
+# A send gives up after 10 s (dispatch.twilio_gateway); three times that and its worker is gone.
+SENDING_STUCK_MS = 30_000
+DRIVER_STUCK_MS = 30_000
 BATCH = 200
 
 
@@ -28,7 +30,7 @@ class Sweeper:
 
     def sweep(self) -> dict[str, int]:
         svc, db, now = self.svc, self.svc.db, now_ms()
-        counts = {"geo_rebuilt": 0, "offers_expired": 0, "accepting_resolved": 0,
+        counts = {"geo_rebuilt": 0, "offers_expired": 0, "accepting_resolved": 0, "drivers_freed": 0,
                   "rescues_redriven": 0, "texts_requeued": 0, "texts_reconciled": 0}
         if not svc.redis.exists("geo:drivers:built"):
             svc.geo.rebuild()
@@ -38,6 +40,7 @@ class Sweeper:
         for offer in db.offers.find({"status": "accepting", "answered_at": {"$lt": now - ACCEPTING_STUCK_MS}}).limit(BATCH):
             svc.dispatcher.resolve_stuck_acceptance(offer)
             counts["accepting_resolved"] += 1
+        counts["drivers_freed"] = svc.dispatcher.free_stranded_drivers(now - DRIVER_STUCK_MS)
         for rescue in db.rescues.find({"status": SEARCHING, "next_dispatch_at": {"$lt": now - DISPATCH_OVERDUE_MS}},
                                       {"_id": 1}).limit(BATCH):
             if not db.offers.count_documents({"rescue_id": rescue["_id"], "status": {"$in": ["open", "accepting"]}}):

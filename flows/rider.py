@@ -121,6 +121,9 @@ class RiderTurn:
         self.advance()
 
     def handle_ask_location(self, text: str) -> None:
+        problem = None if self.has_problem() else words.classify_problem(text)
+        if problem:
+            self._set_problem(problem, text)
         self._resolve_place(text, "pickup")
 
     def handle_pick_location(self, text: str) -> None:
@@ -186,6 +189,9 @@ class RiderTurn:
             return
         try:
             found = self.ctx.locator.resolve(words.clean(text)[:200])
+            if not found:  # "flat tire at union square" holds a place without being one
+                spotted = self.ctx.locator.spot_in_message(text)
+                found = [spotted] if spotted else []
         except GeocoderUnavailable:
             self.say("geocoder_unavailable", purpose=purpose)
             return

@@ -127,7 +127,7 @@ def live_service(service_env, settings, tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"service did not become healthy: {log_path.read_text()[-3000:]}")
-    yield LiveService(base, log_path)
+    yield LiveService(base, log_path, proc.pid)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
@@ -139,6 +139,13 @@ def live_service(service_env, settings, tmp_path_factory):
 class LiveService:
     url: str
     log_path: Path
+    pid: int
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        return [p.pid for p in psutil.Process(self.pid).children(recursive=True)
+                if "worker" in " ".join(p.cmdline()) and "rq" in " ".join(p.cmdline())]
 
 
 @pytest.fixture

@@ -280,3 +280,36 @@ def test_unfulfilled_after_the_search_window(slate, phone, services, settings):
     assert services.dispatcher.dispatch(r.id) == "unfulfilled"
     assert services.rescues.get(r.id).status == "unfulfilled"
     assert "no driver could reach you" in rider.wait_for(code)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_workers_killed_mid_offer_still_offer_once(slate, phone, live_service, delay):
+    """SIGKILL every RQ worker right after the rider confirms: whatever the dispatch job had
+    done, the restarted workers and the sweeper finish it, and the driver is offered once."""
+    import os
+    import signal
+
+    near, rider = phone(), phone()
+    online_driver(live_service, near, "Ann", NEAR_UNION_SQ)
+    rider.ask("flat tire at Union Square")
+    rider.ask("skip")
+    before = set(live_service.worker_pids())
+    rider.text("y")
+    time.sleep(delay)
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    # A reply whose worker died mid-send waits for the sweeper to ask Twilio whether it went.
+    code = re.search(r"R\d{4,}", rider.wait_for("Booked!", timeout=50)).group(0)
+    # The texts were held up while the workers restarted, so the first offer may already
+    # have run out by the time it arrives; then it comes again once the cool-off passes.
+    deadline = time.time() + 60
+    while True:
+        near.wait_for(f"offer {code}", timeout=max(1.0, deadline - time.time()))
+        if "You've got" in near.ask("Y"):
+            break
+    assert wait_status(live_service, code, "assigned")
+    offer_texts = [t for t in near.replies() if t.startswith(f"SupportCarr offer {code}")]
+    r = rescue(live_service, code)
+    assert len(offer_texts) == [e["type"] for e in r["timeline"]].count("offer_made"), offer_texts
+    after = set(live_service.worker_pids())
+    assert after and not (after & before)
