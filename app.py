@@ -41,10 +41,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     from conversations.webhooks import bp as twilio_bp
     from dispatch.api import api, health
+    from dispatch.payment_routes import bp as payments_bp
 
     app.register_blueprint(twilio_bp)
     app.register_blueprint(api)
     app.register_blueprint(health)
+    app.register_blueprint(payments_bp)
 
     @app.get("/sandbox/outbox")
     def sandbox_outbox():

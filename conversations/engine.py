@@ -20,13 +20,15 @@ from conversations.store import ConversationStore
 from dispatch.clock import now_ms
 from dispatch.dispatcher import DispatchError, Outcome
 from dispatch.geo import Point
+from dispatch.payments import PaymentError
 from dispatch.phones import is_textable, mask, sender_key
 from dispatch.rescues import Rescue
 from dispatch.services import Services
 from dispatch.texts import say
 from flows import driver as driver_flow
 from flows import rider, words
-from flows.effects import CancelRescue, CreateRescue, DriverCommand, FlowContext, Relay, Reply
+from flows.effects import (CancelRescue, CreateRescue, DriverCommand, FlowContext, RateRescue, Relay, Reply,
+                           ResendPaymentLink)
 
 log = structlog.get_logger(__name__)
 
@@ -116,9 +118,11 @@ class Engine:
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
             return f"rider:{convo.state}"
         open_rescue = self.svc.rescues.open_for_rider(key)
+        aftercare = None if open_rescue else self.svc.payments.aftercare_for(key)
         ctx = FlowContext(locator=self.svc.locator, area=self.svc.settings.service_area,
                           max_trip_miles=self.svc.settings.max_trip_miles,
-                          quote=self.svc.current_quote, open_rescue=open_rescue)
+                          quote=self.svc.current_quote, open_rescue=open_rescue,
+                          aftercare=Rescue.from_doc(aftercare) if aftercare else None)
         result = rider.step(convo.state, convo.data, body, ctx)
         texts = self._apply_effects(key, sid, result.effects)
         self._reply(key, sid, texts)
@@ -139,6 +143,14 @@ class Engine:
                 self._cancel(effect.rescue_id, effect.reason, by="rider")
             elif isinstance(effect, Relay):
                 self._relay_to_driver(key, sid, effect.text)
+            elif isinstance(effect, RateRescue):
+                self.svc.payments.rate(effect.rescue_id, effect.stars, effect.comment)
+            elif isinstance(effect, ResendPaymentLink):
+                try:
+                    self.svc.payments.resend(effect.rescue_id, by="rider")
+                except PaymentError:
+                    pass  # paid in the meantime: the receipt says so
+
             elif isinstance(effect, Reply):
                 texts.append(say(effect.template, **{"rescue": created, **effect.context}))
         return texts

@@ -11,6 +11,8 @@ from rq import Worker
 from dispatch.dispatcher import DispatchError
 from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
 from dispatch.geo import Point
+from dispatch.payments import PaymentError
+from dispatch.stripe_gateway import PaymentUnavailable
 from dispatch.phones import normalise
 from dispatch.rescues import STATUSES
 from dispatch.clock import iso
@@ -163,6 +165,53 @@ def cancel_rescue(rescue_id: str):
     except DispatchError as exc:
         return error(str(exc), exc.status)
     return jsonify(rescue.to_json())
+
+
+@api.post("/rescues/<rescue_id>/refund")
+def refund_rescue(rescue_id: str):
+    body = request.get_json(silent=True)
+    body = {} if body is None else body
+    if not isinstance(body, dict):
+        return error("body must be a JSON object", 400)
+    amount = body.get("amount_cents")
+    if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
+        return error("amount_cents must be a positive integer", 400, field="amount_cents")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 100):
+        return error("Idempotency-Key must be 1..100 characters", 400, field="Idempotency-Key")
+    try:
+        entry = services().payments.refund(rescue_id, amount, key, by="dispatcher")
+    except PaymentError as exc:
+        return error(str(exc), exc.status)
+    except PaymentUnavailable:
+        return error("Stripe did not answer; retry with the same Idempotency-Key", 503)
+    return jsonify(_ledger_json(entry)), 201
+
+
+@api.post("/rescues/<rescue_id>/payment-link")
+def resend_payment_link(rescue_id: str):
+    try:
+        services().payments.resend(rescue_id, by="dispatcher")
+    except PaymentError as exc:
+        return error(str(exc), exc.status)
+    return jsonify({"status": "queued"}), 202
+
+
+@api.get("/rescues/<rescue_id>/payments")
+def rescue_payments(rescue_id: str):
+    svc = services()
+    if svc.rescues.get(rescue_id) is None:
+        return error("no such rescue", 404)
+    ledger = svc.payments.ledger(rescue_id)
+    return jsonify({**ledger, "entries": [_ledger_json(e) for e in ledger["entries"]],
+                    "stripe_events": [{"id": e["_id"], "type": e["type"], "received_at": iso(e["received_at"])}
+                                      for e in ledger["stripe_events"]]})
+
+
+def _ledger_json(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"id": entry["_id"], "kind": entry["kind"], "amount_cents": entry.get("amount_cents"),
+            "status": entry["status"], "created_at": iso(entry.get("created_at")),
+            **{k: entry[k] for k in ("attempt", "url", "payment_intent", "stripe_refund_id", "by") if entry.get(k)}}
 
 
 @api.get("/rescues")

@@ -79,6 +79,11 @@ class Settings:
         return not (self.twilio_account_sid and self.twilio_auth_token)
 
     @property
+    def sandbox_payments(self) -> bool:
+        """No Stripe key: payment links open the local test-payment page."""
+        return not self.stripe_secret_key
+
+    @property
     def production(self) -> bool:
         return self.app_env == "production"
 

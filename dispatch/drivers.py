@@ -27,6 +27,8 @@ def driver_json(doc: dict[str, Any]) -> dict[str, Any]:
         "location": doc.get("location"),
         "location_updated_at": iso(doc.get("location_updated_at")),
         "rescue_id": doc.get("rescue_id"),
+        "rating": round(doc["rating_sum"] / doc["rating_count"], 2) if doc.get("rating_count") else None,
+        "rating_count": int(doc.get("rating_count") or 0),
         "created_at": iso(doc["created_at"]),
     }
 

@@ -24,6 +24,9 @@ DRIVER_ASSIGNED, DRIVER_REASSIGNED, DRIVER_DROPPED = "driver_assigned", "driver_
 DRIVER_EN_ROUTE, DRIVER_ARRIVED, RIDER_LOADED = "driver_en_route", "driver_arrived", "rider_loaded"
 RESCUE_COMPLETED, RESCUE_CANCELLED, RESCUE_UNFULFILLED = "rescue_completed", "rescue_cancelled", "rescue_unfulfilled"
 STILL_SEARCHING = "still_searching"
+PAYMENT_LINK_SENT, PAYMENT_LINK_EXPIRED, PAYMENT_PAID, PAYMENT_FAILED, PAYMENT_REFUNDED = (
+    "payment_link_sent", "payment_link_expired", "payment_paid", "payment_failed", "payment_refunded")
+RESCUE_RATED = "rescue_rated"
 DRIVER_LOCATION_UPDATED = "driver_location_updated"
 
 

@@ -14,6 +14,7 @@ from rq import Queue, Retry
 log = structlog.get_logger(__name__)
 
 SEND_RETRY_INTERVALS = [1, 3, 10, 30, 60]
+PAYMENT_RETRY_INTERVALS = [2, 5, 15, 60, 300]
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -44,6 +45,11 @@ class Jobs:
                  retry=Retry(max=len(SEND_RETRY_INTERVALS), interval=SEND_RETRY_INTERVALS))
 
 
+    def payment_link(self, rescue_id: str) -> None:
+        self.now("create_payment_link", rescue_id,
+                 retry=Retry(max=len(PAYMENT_RETRY_INTERVALS), interval=PAYMENT_RETRY_INTERVALS))
+
+
 def _svc():
     from dispatch.services import worker_services
 
@@ -64,3 +70,7 @@ def expire_offer(offer_id: str) -> str:
 
 def sweep() -> dict:
     return _svc().sweeper.sweep()
+
+
+def create_payment_link(rescue_id: str) -> str:
+    return _svc().payments.create_link(rescue_id)

@@ -31,6 +31,9 @@ class Notifier:
             ev.DRIVER_DROPPED: self.driver_dropped, ev.RESCUE_COMPLETED: self.completed,
             ev.RESCUE_CANCELLED: self.cancelled, ev.RESCUE_UNFULFILLED: self.unfulfilled,
             ev.STILL_SEARCHING: self.still_searching,
+            ev.PAYMENT_LINK_SENT: self.payment_link, ev.PAYMENT_LINK_EXPIRED: self.payment_link_expired,
+            ev.PAYMENT_PAID: self.paid, ev.PAYMENT_FAILED: self.payment_failed,
+            ev.PAYMENT_REFUNDED: self.refunded,
         }.items():
             events.subscribe(kind, handler)
 
@@ -106,3 +109,26 @@ class Notifier:
         rescue = self._rescue(event)
         self._text(event, "rider", rescue.rider_phone, "rider_still_searching", rescue=rescue,
                    minutes=event.data.get("minutes"))
+
+    def payment_link(self, event: Event) -> None:
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue.rider_phone, "payment_link", rescue=rescue, url=event.data["url"],
+                   amount_cents=event.data["amount_cents"])
+
+    def payment_link_expired(self, event: Event) -> None:
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue.rider_phone, "payment_link_expired", rescue=rescue)
+
+    def paid(self, event: Event) -> None:
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue.rider_phone, "payment_receipt", rescue=rescue,
+                   amount_cents=event.data["amount_cents"])
+
+    def payment_failed(self, event: Event) -> None:
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue.rider_phone, "payment_failed", rescue=rescue)
+
+    def refunded(self, event: Event) -> None:
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue.rider_phone, "payment_refunded", rescue=rescue,
+                   amount_cents=event.data["amount_cents"])

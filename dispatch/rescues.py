@@ -126,5 +126,9 @@ class Rescue:
             "trip_miles": self.trip_miles, "surge": self.surge,
             "payment_status": self.payment_status, "cancel_reason": self.cancel_reason,
             "cancelled_by": self.cancelled_by, "channel": self.channel,
+            "paid_cents": int(self.extra.get("paid_cents") or 0),
+            "refunded_cents": int(self.extra.get("refunded_cents") or 0),
+            "payment_url": self.extra.get("payment_url"),
+            "rating": self.extra.get("rating"), "rating_comment": self.extra.get("rating_comment"),
             "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
         }

@@ -16,6 +16,7 @@ from dispatch.jobs import Jobs
 from dispatch.matching import GeoIndex
 from dispatch.messaging import Delivery, OptOuts, Outbox
 from dispatch.notifications import Notifier
+from dispatch.payments import Payments
 from dispatch.pricing import Quote, quote, surge_multiplier
 from dispatch.rescue_store import RescueStore
 from dispatch.storage import connect, ensure_indexes
@@ -37,8 +38,15 @@ class Services:
         self.geo = GeoIndex(redis, db.drivers)
         self.dispatcher = Dispatcher(settings, db, redis, self.rescues, self.geo, self.events, self.jobs)
         self.notifier = Notifier(settings, db, self.outbox, self.rescues)
+        self.payments = Payments(db, redis, self.rescues, self.events, self.jobs, self._gateway())
         self.dispatcher.subscribe()
         self.notifier.subscribe(self.events)
+        self.payments.subscribe()
+
+    def _gateway(self):
+        from dispatch.stripe_gateway import SandboxGateway, StripeGateway
+
+        return StripeGateway(self.settings) if self.settings.stripe_secret_key else SandboxGateway(self.settings)
 
     @cached_property
     def locator(self) -> Locator:

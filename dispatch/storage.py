@@ -16,9 +16,6 @@ from pymongo.database import Database
 
 from dispatch.config import Settings
 
-COLLECTIONS = ("conversations", "messages", "receipts", "riders", "drivers", "rescues", "events",
-               "optouts", "counters")
-
 
 def connect(settings: Settings) -> Database:
     if not settings.mongo_url:
@@ -45,6 +42,13 @@ def ensure_indexes(db: Database) -> None:
     db.rescues.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     db.rescues.create_index("created_at")
     db.events.create_index([("rescue_id", ASCENDING), ("at", ASCENDING)])
+    db.offers.create_index([("rescue_id", ASCENDING), ("status", ASCENDING)])
+    db.offers.create_index([("driver_id", ASCENDING), ("created_at", DESCENDING)])
+    db.offers.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
+    db.ledger.create_index("key", unique=True)
+    db.ledger.create_index([("rescue_id", ASCENDING), ("kind", ASCENDING)])
+    db.ledger.create_index("payment_intent")
+    db.stripe_events.create_index("rescue_id")
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

@@ -36,6 +36,18 @@ class CancelRescue:
 
 
 
+@dataclass(frozen=True)
+class RateRescue:
+    rescue_id: str
+    stars: int
+    comment: str
+
+
+@dataclass(frozen=True)
+class ResendPaymentLink:
+    rescue_id: str
+
+
 @dataclass
 class FlowContext:
     """What a flow may consult. Anything with I/O sits behind these callables."""
@@ -44,6 +56,8 @@ class FlowContext:
     max_trip_miles: float
     quote: Callable[[float], Quote]
     open_rescue: Rescue | None = None
+    # The latest completed rescue while its payment or rating is still open.
+    aftercare: Rescue | None = None
     channel: str = "sms"
 
 
@@ -68,4 +82,4 @@ class Relay:
     text: str
 
 
-Effect = Reply | CreateRescue | CancelRescue | DriverCommand | Relay
+Effect = Reply | CreateRescue | CancelRescue | DriverCommand | Relay | RateRescue | ResendPaymentLink

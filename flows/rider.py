@@ -14,7 +14,8 @@ from dispatch.geo import Point, distance_miles, in_service_area
 from dispatch.geocoding import GeocoderUnavailable
 from dispatch.rescues import PROBLEMS, Rescue
 from flows import words
-from flows.effects import CancelRescue, CreateRescue, FlowContext, Relay, Reply, StepResult
+from flows.effects import (CancelRescue, CreateRescue, FlowContext, RateRescue, Relay, Reply, ResendPaymentLink,
+                           StepResult)
 
 IDLE, ASK_LOCATION, PICK_LOCATION = "idle", "ask_location", "pick_location"
 ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE = (
@@ -176,6 +177,27 @@ class RiderTurn:
         else:
             self.say("rescue_waiting", rescue=rescue)
 
+    def handle_aftercare(self, text: str) -> bool:
+        """PAY for a fresh payment link, or a 1-5 rating after the receipt; False if neither."""
+        rescue = self.ctx.aftercare
+        if rescue is None:
+            return False
+        if words.normalise(text) == "pay" and rescue.payment_status in ("none", "link_sent", "failed"):
+            self.effects.append(ResendPaymentLink(rescue.id))
+            self.say("payment_link_coming", rescue=rescue)
+            return True
+        rated = words.rating(text)
+        awaiting = rescue.extra.get("rating_requested_at") and rescue.extra.get("rating") is None
+        if not (awaiting and rated):
+            return False
+        stars, comment = rated
+        if 1 <= stars <= 5:
+            self.effects.append(RateRescue(rescue.id, stars, comment))
+            self.say("rating_thanks", rescue=rescue, stars=stars)
+        else:
+            self.say("rating_out_of_range", rescue=rescue)
+        return True
+
     # -- helpers -----------------------------------------------------------------------
     def _set_problem(self, problem: str, text: str) -> None:
         self.data["problem"] = problem
@@ -250,7 +272,8 @@ def step(state: str, data: dict[str, Any], text: str, ctx: FlowContext) -> StepR
             turn.handle_active(text)
         elif turn.state == ACTIVE or turn.state == IDLE:
             turn.reset()
-            turn.start(text)
+            if not turn.handle_aftercare(text):
+                turn.start(text)
         elif normal in words.CANCEL_RESCUE:
             turn.say("intake_cancelled")
             turn.reset()

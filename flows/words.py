@@ -65,3 +65,12 @@ def menu_choice(text: str, size: int) -> int | None:
     if match and 1 <= int(match.group(1)) <= size:
         return int(match.group(1))
     return None
+
+
+_RATING = re.compile(r"^(\d{1,3})(?:\s*(?:/\s*5|stars?|out of 5))?(?![\d.])[\s,.:;!-]*(.*)$", re.S | re.I)
+
+
+def rating(text: str) -> tuple[int, str] | None:
+    """A reply to "rate 1 to 5": the number (not yet range-checked) and any comment after it."""
+    match = _RATING.match(clean(text))
+    return (int(match.group(1)), match.group(2).strip()) if match else None

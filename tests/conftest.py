@@ -27,11 +27,13 @@ from app import Supervisor, _free_port, create_app, start_embedded_mongo, start_
 from dispatch.config import Settings, load_settings
 from dispatch.services import Services, build_services
 from tests.fakes.nominatim import FakeNominatim
+from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.twilio_api import FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_SID, TWILIO_TOKEN, RESCUE_NUMBER = "AC" + "0" * 32, "twilio-test-auth-token", "+12125550100"
 ADMIN_TOKEN = "test-admin-token"
+STRIPE_KEY, STRIPE_WEBHOOK_SECRET = "sk_test_supportcarr", "whsec_test_supportcarr"
 OFFER_TIMEOUT = 4
 
 
@@ -68,6 +70,13 @@ def fake_twilio():
 
 
 @pytest.fixture(scope="session")
+def fake_stripe():
+    fake = FakeStripe(STRIPE_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
 def fake_geocoder():
     fake = FakeNominatim().start()
     fake.add("the corner bodega on 9th", (40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea"))
@@ -78,7 +87,7 @@ def fake_geocoder():
 
 
 @pytest.fixture(scope="session")
-def service_env(stores, fake_twilio, fake_geocoder, tmp_path_factory) -> dict[str, str]:
+def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, tmp_path_factory) -> dict[str, str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STRIPE_"))}
     env.update({
@@ -89,6 +98,8 @@ def service_env(stores, fake_twilio, fake_geocoder, tmp_path_factory) -> dict[st
         "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "TWILIO_PHONE_NUMBER": RESCUE_NUMBER, "TWILIO_API_BASE": fake_twilio.url,
         "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url,
+        "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "STRIPE_API_BASE": fake_stripe.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30", "LOG_LEVEL": "INFO",
         # Short timers so offers expire and searches retry within a test's patience.
         "OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT), "SWEEP_SECONDS": "1", "SEARCH_RETRY_SECONDS": "2",
@@ -234,3 +245,20 @@ def phone(live_service, fake_twilio):
     def make(number: str | None = None) -> Phone:
         return Phone(number or new_number(), live_service.url, fake_twilio)
     return make
+
+
+def stripe_event(kind: str, obj: dict, event_id: str | None = None) -> dict:
+    return {"id": event_id or "evt_" + uuid.uuid4().hex, "object": "event", "type": kind,
+            "created": int(time.time()), "data": {"object": obj}}
+
+
+def post_stripe_event(post, event: dict, secret: str = STRIPE_WEBHOOK_SECRET, timestamp: int | None = None):
+    """Sign exactly as Stripe does (the stripe library's own helper) and POST with `post`
+    (a Flask test client's or httpx's post bound to the webhook URL)."""
+    import json as _json
+
+    import stripe
+
+    payload = _json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+    return post(payload, {"Stripe-Signature": header, "Content-Type": "application/json"})
