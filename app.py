@@ -39,11 +39,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's largest webhook is a few KB
     app.jinja_env.filters["clock"] = lambda ms: (iso(ms) or "")[11:19]
 
+    from conversations.voice import bp as voice_bp
     from conversations.webhooks import bp as twilio_bp
     from dispatch.api import api, health
     from dispatch.payment_routes import bp as payments_bp
 
     app.register_blueprint(twilio_bp)
+    app.register_blueprint(voice_bp)
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(payments_bp)

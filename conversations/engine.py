@@ -34,6 +34,19 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass
+class StepOutcome:
+    """What one rider step did, for entry points that answer in their own words (voice)."""
+    state: str
+    data: dict[str, Any]
+    replies: list[Reply] = field(default_factory=list)
+    rescue: Rescue | None = None
+
+    def said(self, template: str) -> dict[str, Any] | None:
+        """The context of the reply with this template, if the step gave one."""
+        return next((r.context for r in self.replies if r.template == template), None)
+
+
+@dataclass
 class Inbound:
     sid: str
     sender: str
@@ -49,6 +62,14 @@ class Engine:
 
     def receive(self, msg: Inbound) -> str:
         """Apply one inbound text; returns what happened (for logs and tests)."""
+        return self._receive(msg)[0]
+
+    def voice_step(self, caller: str, step_key: str, said: str) -> StepOutcome | None:
+        """One answer in a voice intake: the rider flow exactly as for a text, in the same
+        conversation, but answered by the caller's TwiML instead of SMS replies."""
+        return self._receive(Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel="voice"))[1]
+
+    def _receive(self, msg: Inbound) -> tuple[str, StepOutcome | None]:
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
             return "no-sender"
@@ -57,18 +78,23 @@ class Engine:
         if over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds):
             self._record_inbound(key, msg, body, status="rate_limited", processed=True)
             log.warning("inbound_rate_limited", phone=mask(key))
-            return "rate-limited"
+            return "rate-limited", None
         with phone_lock(self.svc.redis, key, s.phone_lock_wait_seconds):
             record = self._record_inbound(key, msg, body, status="received", processed=False)
             if record.get("processed"):
                 log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
-                return "duplicate"
-            outcome = self._apply(key, msg.sid, body)
+                convo = self.conversations.load(key, role="rider")
+                return "duplicate", StepOutcome(convo.state, convo.data)
+            if msg.channel == "voice":  # no carrier keywords: a caller saying "stop" means no harm
+                step = self._rider_step(key, msg.sid, body, channel="voice")
+                outcome = f"rider:{step.state}"
+            else:
+                step, outcome = None, self._apply(key, msg.sid, body)
             self.svc.db.messages.update_one({"_id": record["_id"]},
                                             {"$set": {"processed": True, "status": outcome,
                                                       "updated_at": now_ms()}})
-        log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome)
-        return outcome
+        log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome, channel=msg.channel)
+        return outcome, step
 
     # -- steps ---------------------------------------------------------------------------
     def _record_inbound(self, key: str, msg: Inbound, body: str, *, status: str,
@@ -111,31 +137,33 @@ class Engine:
             return "human-requested"
         if driver:
             return self._driver_step(driver, sid, body)
-        return self._rider_step(key, sid, body)
+        return f"rider:{self._rider_step(key, sid, body).state}"
 
-    def _rider_step(self, key: str, sid: str, body: str) -> str:
+    def _rider_step(self, key: str, sid: str, body: str, channel: str = "sms") -> StepOutcome:
         convo = self.conversations.load(key, role="rider")
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
-            return f"rider:{convo.state}"
+            return StepOutcome(convo.state, convo.data)
         open_rescue = self.svc.rescues.open_for_rider(key)
         aftercare = None if open_rescue else self.svc.payments.aftercare_for(key)
         ctx = FlowContext(locator=self.svc.locator, area=self.svc.settings.service_area,
                           max_trip_miles=self.svc.settings.max_trip_miles,
                           quote=self.svc.current_quote, open_rescue=open_rescue,
-                          aftercare=Rescue.from_doc(aftercare) if aftercare else None)
+                          aftercare=Rescue.from_doc(aftercare) if aftercare else None, channel=channel)
         result = rider.step(convo.state, convo.data, body, ctx)
-        texts = self._apply_effects(key, sid, result.effects)
-        self._reply(key, sid, texts)
+        created, texts = self._apply_effects(key, sid, result.effects, channel)
+        if channel == "sms":
+            self._reply(key, sid, texts)
         self.conversations.save(convo, result.state, result.data, applied_key=sid)
-        return f"rider:{result.state}"
+        return StepOutcome(result.state, result.data, [e for e in result.effects if isinstance(e, Reply)], created)
 
-    def _apply_effects(self, key: str, sid: str, effects: list) -> list[str]:
+    def _apply_effects(self, key: str, sid: str, effects: list,
+                       channel: str = "sms") -> tuple[Rescue | None, list[str]]:
         """Apply rescue changes in order; render replies with what those changes produced."""
         created: Rescue | None = None
         texts: list[str] = []
         for effect in effects:
             if isinstance(effect, CreateRescue):
-                created = self.svc.rescues.create(request_key=f"sms:{sid}", rider_phone=key, channel="sms",
+                created = self.svc.rescues.create(request_key=f"{channel}:{sid}", rider_phone=key, channel=channel,
                                                   driver_pay_cents=self.svc.driver_pay(effect.quote_cents),
                                                   **effect.__dict__)
                 log.info("rescue_created", rescue_id=created.id, code=created.code, phone=mask(key))
@@ -153,7 +181,7 @@ class Engine:
 
             elif isinstance(effect, Reply):
                 texts.append(say(effect.template, **{"rescue": created, **effect.context}))
-        return texts
+        return created, texts
 
     def _driver_step(self, driver: dict[str, Any], sid: str, body: str) -> str:
         texts: list[str] = []

@@ -1,6 +1,7 @@
 """Redis-backed guards around inbound webhooks: per-number lock and flood limit."""
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -8,6 +9,7 @@ from typing import Iterator
 from redis import Redis
 
 LOCK_TTL_SECONDS = 30
+_held = threading.local()  # keys this thread holds: a voice step calls the engine under its lock
 
 
 class PhoneBusy(RuntimeError):
@@ -21,13 +23,19 @@ def phone_lock(redis: Redis, key: str, wait_seconds: float) -> Iterator[None]:
     The TTL frees the lock if a web worker dies holding it; the bounded wait keeps the
     webhook under Twilio's 15 s timeout.
     """
+    held = _held.__dict__.setdefault("keys", set())
+    if key in held:
+        yield
+        return
     lock = redis.lock(f"lock:phone:{key}", timeout=LOCK_TTL_SECONDS, blocking_timeout=wait_seconds,
                       sleep=0.01)
     if not lock.acquire():
         raise PhoneBusy(key)
+    held.add(key)
     try:
         yield
     finally:
+        held.discard(key)
         try:
             lock.release()
         except Exception:  # expired and maybe taken by another: nothing of ours to release

@@ -27,6 +27,7 @@ STILL_SEARCHING = "still_searching"
 PAYMENT_LINK_SENT, PAYMENT_LINK_EXPIRED, PAYMENT_PAID, PAYMENT_FAILED, PAYMENT_REFUNDED = (
     "payment_link_sent", "payment_link_expired", "payment_paid", "payment_failed", "payment_refunded")
 RESCUE_RATED = "rescue_rated"
+CALL_CONNECTED, CALL_FAILED = "call_connected", "call_failed"
 DRIVER_LOCATION_UPDATED = "driver_location_updated"
 
 

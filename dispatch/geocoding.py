@@ -74,6 +74,9 @@ class Gazetteer:
         raw = resources.files("dispatch.data").joinpath("gazetteer.json").read_text()
         return cls(json.loads(raw))
 
+    def names(self) -> list[str]:
+        return [e.point.label for e in self._entries]
+
     def search(self, query: str) -> list[Point]:
         """Exact name or alias first; otherwise every place whose name holds all the words."""
         q = normalise_place(query)

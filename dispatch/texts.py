@@ -21,3 +21,8 @@ def _env() -> Environment:
 def say(template: str, /, **context) -> str:
     """Render `templates/sms/<template>.txt` to the text of one message."""
     return _env().get_template(f"sms/{template}.txt").render(**context).strip()
+
+
+def speak(template: str, /, **context) -> str:
+    """Render `templates/voice/<template>.txt`: words for a phone call."""
+    return _env().get_template(f"voice/{template}.txt").render(**context).strip()

@@ -59,7 +59,7 @@ def step(driver: dict[str, Any], text: str, locator: Locator) -> list:
     normal = words.normalise(text)
     status = driver.get("status", OFFLINE)
     answer = ANSWER.match(normal)
-    if answer:
+    if answer and not (status == ON_JOB and not answer.group(2)):  # on a job, "ok" is for the rider
         name = "accept" if answer.group(1) in ACCEPT_WORDS else "decline"
         return [DriverCommand(name, code=answer.group(2))]  # late answers get an honest reply
     if normal in WORDS:

@@ -17,11 +17,11 @@ from flows import words
 from flows.effects import (CancelRescue, CreateRescue, FlowContext, RateRescue, Relay, Reply, ResendPaymentLink,
                            StepResult)
 
-IDLE, ASK_LOCATION, PICK_LOCATION = "idle", "ask_location", "pick_location"
+IDLE, ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP = "idle", "ask_location", "pick_location", "confirm_pickup"
 ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE = (
     "ask_problem", "ask_dropoff", "pick_dropoff", "confirm", "active")
-STATES = [IDLE, ASK_LOCATION, PICK_LOCATION, ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE]
-INTAKE = [ASK_LOCATION, PICK_LOCATION, ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM]
+STATES = [IDLE, ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP, ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE]
+INTAKE = [ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP, ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM]
 PROBLEM_NOTE_MAX = 280
 
 TRANSITIONS = [
@@ -33,7 +33,10 @@ TRANSITIONS = [
      "conditions": ["has_pickup", "has_problem"], "unless": "dropoff_decided"},
     {"trigger": "advance", "source": [IDLE, *INTAKE], "dest": CONFIRM,
      "conditions": ["has_pickup", "has_problem", "dropoff_decided"]},
-    {"trigger": "offer_places", "source": [ASK_LOCATION, PICK_LOCATION], "dest": PICK_LOCATION},
+    {"trigger": "offer_places", "source": [ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP], "dest": PICK_LOCATION},
+    # Speech recognition guesses, so a spoken location is read back before it is used.
+    {"trigger": "check_pickup", "source": [ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP], "dest": CONFIRM_PICKUP},
+    {"trigger": "retry_location", "source": CONFIRM_PICKUP, "dest": ASK_LOCATION},
     {"trigger": "offer_places", "source": [ASK_DROPOFF, PICK_DROPOFF], "dest": PICK_DROPOFF},
     {"trigger": "book", "source": CONFIRM, "dest": ACTIVE},
     {"trigger": "follow_rescue", "source": STATES, "dest": ACTIVE},
@@ -73,6 +76,9 @@ class RiderTurn:
 
     def on_enter_pick_location(self) -> None:
         self.say("pick_place", choices=self.data["choices"], purpose="pickup")
+
+    def on_enter_confirm_pickup(self) -> None:
+        self.say("confirm_pickup", place=self.data["pickup"]["label"])
 
     def on_enter_ask_problem(self) -> None:
         self.say("ask_problem", pickup=self.data["pickup"]["label"])
@@ -129,6 +135,16 @@ class RiderTurn:
 
     def handle_pick_location(self, text: str) -> None:
         self._pick(text, "pickup")
+
+    def handle_confirm_pickup(self, text: str) -> None:
+        if words.is_yes(text):
+            self.data["pickup_confirmed"] = True
+            self.advance()
+        elif words.is_no(text):
+            self.data.pop("pickup", None)
+            self.retry_location()
+        else:
+            self._resolve_place(text, "pickup")  # a better description instead of yes/no
 
     def handle_ask_problem(self, text: str) -> None:
         choice = words.menu_choice(text, len(words.PROBLEM_MENU))
@@ -221,7 +237,7 @@ class RiderTurn:
             self.say("place_not_found", purpose=purpose)
         elif len(found) == 1:
             if self._accept_place(found[0], purpose):
-                self.advance()
+                self._placed(purpose)
         else:
             self.data["choices"] = [p.to_json() for p in found]
             self.offer_places()
@@ -233,6 +249,12 @@ class RiderTurn:
             self._resolve_place(text, purpose)  # a new description instead of a number
             return
         if self._accept_place(Point.from_json(choices[choice - 1]), purpose):
+            self._placed(purpose)
+
+    def _placed(self, purpose: str) -> None:
+        if purpose == "pickup" and self.ctx.channel == "voice":
+            self.check_pickup()
+        else:
             self.advance()
 
     def _accept_place(self, point: Point, purpose: str) -> bool:

@@ -1,0 +1,360 @@
+"""Voice: rescue by phone call, and masked calls between rider and driver (PRODUCT.md §4).
+
+The intake is the rider flow itself (`Engine.voice_step`), in the same conversation
+record as texts, so a call that ends half-way can be finished by SMS and the reverse.
+This module only turns flow states into spoken prompts and keypad menus, with TwiML
+built by `twilio.twiml.voice_response`. Every callback is answered once per CallSid
+step: a repeated delivery gets the TwiML the first one got.
+"""
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from flask import Blueprint, Response, request
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from redis.exceptions import RedisError
+from twilio.twiml.voice_response import VoiceResponse
+
+from conversations.engine import Engine, StepOutcome
+from conversations.guards import PhoneBusy, phone_lock
+from conversations.store import ConversationStore
+from conversations.webhooks import SID_RE, plain, services, twilio_signed
+from dispatch import events as ev
+from dispatch.clock import now_ms
+from dispatch.dispatcher import DispatchError
+from dispatch.drivers import OFFERED, ON_JOB
+from dispatch.phones import is_textable, mask, sender_key
+from dispatch.texts import say, speak
+from flows import rider
+from flows.words import PROBLEM_MENU
+
+log = structlog.get_logger(__name__)
+bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
+
+MAX_TRIES = 3  # the first ask and two re-prompts, then we continue by text
+GATHER_TIMEOUT = 6
+DIAL_TIMEOUT = 25
+HINTS_MAX = 60
+# Keypad answers at yes/no questions, in the words the rider flow understands.
+KEYPAD_WORDS = {"1": "yes", "2": "no"}
+
+
+def xml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype="text/xml")
+
+
+def url(path: str, **params: Any) -> str:
+    return f"{services().settings.public_base_url}/twilio/voice{path}?{urlencode(params)}"
+
+
+def once_per_step(view):
+    """One effect per CallSid step: the first answer is stored and replayed to duplicates.
+
+    Runs under the caller's lock, so two deliveries of one step cannot both act.
+    """
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        form = request.form
+        call_sid, caller = form.get("CallSid") or "", form.get("From") or ""
+        if not SID_RE.match(call_sid):
+            return plain("CallSid missing or malformed", 400)
+        key = sender_key(caller, services().settings.default_region) or "anonymous"
+        step = "|".join([call_sid, request.path, request.query_string.decode("latin-1")[:300],
+                         (form.get("Digits") or "")[:20], (form.get("SpeechResult") or "")[:200],
+                         (form.get("DialCallStatus") or "")[:20]])
+        db = services().db
+        try:
+            with phone_lock(services().redis, key, services().settings.phone_lock_wait_seconds):
+                done = db.voice_steps.find_one({"_id": step})
+                if done:
+                    return Response(done["twiml"], mimetype="text/xml")
+                response = view(key, *args, **kwargs)
+                try:
+                    db.voice_steps.insert_one({"_id": step, "twiml": response.get_data(as_text=True),
+                                               "at": now_ms()})
+                except DuplicateKeyError:
+                    pass
+                return response
+        except PhoneBusy:
+            return plain("busy with this caller's previous step; retry", 503)
+        except (PyMongoError, RedisError) as exc:
+            log.error("store_unavailable", error=type(exc).__name__)
+            return plain("temporarily unavailable; retry", 503)
+
+    return twilio_signed(wrapper)
+
+
+# -- the call comes in ---------------------------------------------------------------------
+
+@bp.post("")
+@once_per_step
+def incoming(caller: str):
+    svc = services()
+    response = VoiceResponse()
+    if not is_textable(caller):
+        response.say(speak("no_number"))
+        response.hangup()
+        return xml(response)
+    driver = svc.drivers.by_phone(caller)
+    if driver:
+        return xml(_driver_menu(driver, response))
+    rescue = svc.rescues.open_for_rider(caller)
+    if rescue:
+        return xml(_rider_menu(rescue, response))
+    convo = ConversationStore(svc.db).load(caller, role="rider")
+    if convo.state not in rider.INTAKE:  # nothing half-done by text: start afresh
+        outcome = Engine(svc).voice_step(caller, f"{request.form['CallSid']}:start", "")
+        convo_state, data = outcome.state, outcome.data
+        response.say(speak("welcome"))
+    else:
+        convo_state, data = convo.state, convo.data
+    return xml(_prompt(convo_state, data, response, tries=1))
+
+
+# -- intake ---------------------------------------------------------------------------------
+
+def _gather(response: VoiceResponse, state: str, tries: int, speech: bool = False):
+    kwargs: dict[str, Any] = {"input": "speech dtmf", "speech_timeout": "auto", "language": "en-US",
+                              "hints": _hints()} if speech else {"input": "dtmf", "num_digits": 1}
+    return response.gather(action=url("/intake", expect=state, tries=tries), method="POST",
+                           timeout=GATHER_TIMEOUT, action_on_empty_result=True, **kwargs)
+
+
+def _hints() -> str:
+    """Speech recognition does better when told the place names it should expect."""
+    return ", ".join(services().locator.gazetteer.names()[:HINTS_MAX])
+
+
+def _prompt(state: str, data: dict[str, Any], response: VoiceResponse, tries: int) -> VoiceResponse:
+    """Ask the question of `state` (the rider flow's state) by voice."""
+    if state == rider.ASK_LOCATION:
+        _gather(response, state, tries, speech=True).say(speak("ask_location"))
+    elif state == rider.PICK_LOCATION:
+        _gather(response, state, tries).say(speak("pick_place", choices=data.get("choices") or []))
+    elif state == rider.CONFIRM_PICKUP:
+        _gather(response, state, tries).say(speak("confirm_pickup", place=data["pickup"]["label"]))
+    elif state == rider.ASK_PROBLEM:
+        _gather(response, state, tries).say(speak("ask_problem"))
+    elif state == rider.CONFIRM:
+        cents = int(data["quote"]["cents"])
+        _gather(response, state, tries).say(speak("quote", pickup=data["pickup"]["label"],
+                                                  dollars=cents // 100, cents=cents % 100))
+    else:  # a state with nothing to ask by voice (a drop-off list from a text, say)
+        response.say(speak("fallback_sms"))
+        response.hangup()
+    return response
+
+
+@bp.post("/intake")
+@once_per_step
+def intake(caller: str):
+    svc, form = services(), request.form
+    expect = request.args.get("expect", "")
+    try:
+        tries = max(1, min(int(request.args.get("tries", "1")), MAX_TRIES))
+    except ValueError:
+        tries = 1
+    convo = ConversationStore(svc.db).load(caller, role="rider")
+    response = VoiceResponse()
+    if convo.state != expect:  # the conversation moved on (a text in between): ask what is next
+        return xml(_prompt(convo.state, convo.data, response, tries=1))
+    said = (form.get("SpeechResult") or form.get("Digits") or "").strip()
+    said = KEYPAD_WORDS.get(said, said) if expect in (rider.CONFIRM, rider.CONFIRM_PICKUP) else said
+    if not said:
+        return xml(_retry(caller, convo.state, convo.data, response, tries, "no_input"))
+    step_key = f"{form['CallSid']}:{expect}:{tries}"
+    outcome = Engine(svc).voice_step(caller, step_key, said)
+    if outcome.state == rider.ASK_DROPOFF:  # drop-offs are sorted out with the driver on calls
+        outcome = _merge(outcome, Engine(svc).voice_step(caller, f"{step_key}:skip", "skip"))
+    if outcome.said("crash_safety") is not None:
+        response.say(speak("crash_safety"))
+    if outcome.state == rider.ACTIVE and outcome.rescue:
+        return xml(_booked(caller, outcome, response))
+    if outcome.state == rider.IDLE:
+        response.say(speak("declined"))
+        response.hangup()
+        return xml(response)
+    if outcome.state == expect:  # not understood, not found or refused: say why, ask again
+        reason, context = _reason(outcome)
+        return xml(_retry(caller, outcome.state, outcome.data, response, tries, reason, context))
+    return xml(_prompt(outcome.state, outcome.data, response, tries=1))
+
+
+def _merge(first: StepOutcome, second: StepOutcome) -> StepOutcome:
+    return StepOutcome(second.state, second.data, first.replies + second.replies, second.rescue or first.rescue)
+
+
+def _reason(outcome: StepOutcome) -> tuple[str, dict[str, Any]]:
+    refused = outcome.said("outside_area")
+    if refused is not None:
+        return "outside_area", refused
+    if outcome.said("place_not_found") is not None or outcome.said("geocoder_unavailable") is not None:
+        return "not_found", {}
+    return "not_understood", {}
+
+
+def _retry(caller: str, state: str, data: dict[str, Any], response: VoiceResponse, tries: int,
+           reason: str, context: dict[str, Any] | None = None) -> VoiceResponse:
+    """Say why, then ask again; after the last try, carry on by text where the call left off."""
+    response.say(speak(reason, **(context or {})))
+    if tries >= MAX_TRIES:
+        _text_intake_prompt(caller, state, data)
+        response.say(speak("fallback_sms"))
+        response.hangup()
+        return response
+    return _prompt(state, data, response, tries + 1)
+
+
+def _text_intake_prompt(caller: str, state: str, data: dict[str, Any]) -> None:
+    """The SMS question for where the call stopped, so a reply picks up the same conversation."""
+    template = {rider.ASK_PROBLEM: "problem_unclear", rider.CONFIRM_PICKUP: "confirm_pickup",
+                rider.CONFIRM: "confirm_unclear"}.get(state, "ask_location")
+    context = {"place": (data.get("pickup") or {}).get("label"),
+               "quote_cents": (data.get("quote") or {}).get("cents")}
+    services().outbox.queue_text(caller, say(template, **context), key=f"voice-fallback:{request.form['CallSid']}",
+                                 kind="voice_fallback")
+
+
+def _booked(caller: str, outcome: StepOutcome, response: VoiceResponse) -> VoiceResponse:
+    rescue = outcome.rescue
+    services().outbox.queue_text(caller, say("rescue_confirmed", rescue=rescue), key=f"voice-booked:{rescue.id}",
+                                 rescue_id=rescue.id, kind="reply")
+    response.say(speak("booked", code=rescue.code, textable=is_textable(caller)))
+    response.hangup()
+    log.info("voice_booked", rescue_id=rescue.id, phone=mask(caller))
+    return response
+
+
+# -- callers with a rescue: riders and drivers ----------------------------------------------
+
+def _rider_menu(rescue, response: VoiceResponse) -> VoiceResponse:
+    driver = services().drivers.get(rescue.driver_id) if rescue.driver_id else None
+    gather = response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT,
+                             action=url("/rider", rescue=rescue.id), method="POST")
+    gather.say(speak("rider_status", rescue=rescue, driver=driver))
+    gather.say(speak("rider_menu", driver=driver))
+    return response
+
+
+@bp.post("/rider")
+@once_per_step
+def rider_choice(caller: str):
+    svc = services()
+    rescue = svc.rescues.get(request.args.get("rescue", ""))
+    response = VoiceResponse()
+    if rescue is None or rescue.rider_phone != caller or not rescue.is_open:
+        response.say(speak("offer_gone" if rescue is None else "declined"))
+        response.hangup()
+        return xml(response)
+    digit = request.form.get("Digits", "")
+    driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
+    if digit == "1" and driver:
+        return xml(_dial(response, driver["phone"], rescue.id, to="driver"))
+    if digit == "2":
+        try:
+            svc.dispatcher.cancel(rescue.id, "cancelled by rider on a call", by="rider")
+        except DispatchError:
+            pass
+        response.say(speak("rider_cancelled"))
+        response.hangup()
+        return xml(response)
+    return xml(_rider_menu(rescue, response))
+
+
+def _driver_menu(driver: dict[str, Any], response: VoiceResponse) -> VoiceResponse:
+    svc = services()
+    if driver.get("status") == OFFERED and driver.get("offer_id"):
+        offer = svc.db.offers.find_one({"_id": driver["offer_id"], "status": "open"})
+        rescue = svc.rescues.get(offer["rescue_id"]) if offer else None
+        if rescue:
+            response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
+                            action=url("/driver", offer=offer["_id"])).say(speak("driver_offer", rescue=rescue))
+            return response
+    if driver.get("status") == ON_JOB and driver.get("rescue_id"):
+        rescue = svc.rescues.get(driver["rescue_id"])
+        if rescue and rescue.is_open:
+            response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
+                            action=url("/driver", job=rescue.id)).say(speak("driver_job", rescue=rescue))
+            return response
+    response.say(speak("driver_idle", driver=driver))
+    response.hangup()
+    return response
+
+
+@bp.post("/driver")
+@once_per_step
+def driver_choice(caller: str):
+    svc = services()
+    driver = svc.drivers.by_phone(caller)
+    response = VoiceResponse()
+    digit = request.form.get("Digits", "")
+    if driver is None:
+        response.hangup()
+        return xml(response)
+    offer_id, job_id = request.args.get("offer"), request.args.get("job")
+    if offer_id and digit in ("1", "2"):
+        if driver.get("offer_id") != offer_id:
+            response.say(speak("offer_gone"))
+        elif digit == "1":
+            outcome = svc.dispatcher.accept(driver)
+            if outcome.template == "job_details":
+                svc.outbox.queue_text(driver["phone"], say("job_details", **outcome.context),
+                                      key=f"voice-job:{offer_id}", rescue_id=outcome.context["rescue"].id)
+                response.say(speak("driver_accepted", rescue=outcome.context["rescue"]))
+            else:
+                response.say(speak("offer_gone"))
+        else:
+            svc.dispatcher.decline(driver)
+            response.say(speak("driver_declined"))
+        response.hangup()
+        return xml(response)
+    if job_id and digit == "1" and driver.get("rescue_id") == job_id:
+        rescue = svc.rescues.get(job_id)
+        if rescue and rescue.is_open:
+            return xml(_dial(response, rescue.rider_phone, rescue.id, to="rider"))
+    return xml(_driver_menu(driver, response))
+
+
+# -- masked calls -----------------------------------------------------------------------------
+
+def _dial(response: VoiceResponse, number: str, rescue_id: str, to: str) -> VoiceResponse:
+    """Connect through the rescue number: the caller ID each side sees is ours, never the other's."""
+    response.say(speak("connecting"))
+    dial = response.dial(caller_id=services().settings.twilio_phone_number, timeout=DIAL_TIMEOUT,
+                         action=url("/dial-done", rescue=rescue_id, to=to), method="POST")
+    dial.number(number)
+    return response
+
+
+@bp.post("/dial-done")
+@once_per_step
+def dial_done(caller: str):
+    """The masked call's outcome goes on the timeline; a failed one becomes a text."""
+    svc = services()
+    rescue = svc.rescues.get(request.args.get("rescue", ""))
+    status = (request.form.get("DialCallStatus") or "").lower()[:20]
+    to = request.args.get("to", "")
+    response = VoiceResponse()
+    if rescue is None or to not in ("rider", "driver"):
+        response.hangup()
+        return xml(response)
+    connected = status == "completed"
+    caller_role = "driver" if to == "rider" else "rider"
+    svc.events.publish(ev.CALL_CONNECTED if connected else ev.CALL_FAILED, rescue.id, by=f"{caller_role}:call",
+                       to=to, dial_status=status, duration=(request.form.get("DialCallDuration") or "")[:10])
+    if not connected:
+        if to == "driver":
+            driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
+            number = driver["phone"] if driver else None
+        else:
+            number = rescue.rider_phone
+        if number:
+            svc.outbox.queue_text(number, say("call_missed", rescue=rescue, to=to),
+                                  key=f"call-missed:{request.form['CallSid']}", rescue_id=rescue.id)
+        response.say(speak("call_failed"))
+    response.hangup()
+    return xml(response)
