@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 from rq import Worker
 
+from dispatch import board
 from dispatch.dispatcher import DispatchError
+from dispatch.openapi import OPENAPI
 from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
 from dispatch.geo import Point
 from dispatch.payments import PaymentError
 from dispatch.stripe_gateway import PaymentUnavailable
+from dispatch.web import csrf_ok, logged_in
 from dispatch.phones import normalise
 from dispatch.rescues import STATUSES
 from dispatch.clock import iso
@@ -21,6 +25,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
 
 MAX_PAGE = 200
+MESSAGE_MAX = 600
 TIMELINE_MESSAGES = 200
 INTAKE_LOOKBACK_MS = 3600 * 1000
 
@@ -43,9 +48,14 @@ def admin_authorised() -> bool:
 
 @api.before_request
 def require_admin():
-    if not admin_authorised():
-        return error("missing or wrong bearer token", 401)
-    return None
+    """The bearer token, or the status page's session (with its CSRF token on changes)."""
+    if admin_authorised():
+        return None
+    if logged_in():
+        if request.method in ("GET", "HEAD") or csrf_ok():
+            return None
+        return error("missing or wrong CSRF token", 403)
+    return error("missing or wrong bearer token", 401)
 
 
 def _page() -> tuple[int, int] | tuple[None, Any]:
@@ -212,6 +222,49 @@ def _ledger_json(entry: dict[str, Any]) -> dict[str, Any]:
     return {"id": entry["_id"], "kind": entry["kind"], "amount_cents": entry.get("amount_cents"),
             "status": entry["status"], "created_at": iso(entry.get("created_at")),
             **{k: entry[k] for k in ("attempt", "url", "payment_intent", "stripe_refund_id", "by") if entry.get(k)}}
+
+
+@api.post("/rescues/<rescue_id>/message")
+def message_party(rescue_id: str):
+    """A dispatcher's own text to the rider or driver, from the rescue number."""
+    svc = services()
+    rescue = svc.rescues.get(rescue_id)
+    if rescue is None:
+        return error("no such rescue", 404)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or body.get("to") not in ("rider", "driver"):
+        return error("to must be rider or driver", 400, field="to")
+    text = body.get("body")
+    if not isinstance(text, str) or not text.strip() or len(text) > MESSAGE_MAX:
+        return error(f"body must be 1..{MESSAGE_MAX} characters", 400, field="body")
+    if body["to"] == "rider":
+        phone = rescue.rider_phone
+    else:
+        driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
+        if driver is None:
+            return error("this rescue has no driver", 409, field="to")
+        phone = driver["phone"]
+    msg = svc.outbox.queue_text(phone, text.strip(), key=f"dispatcher:{uuid.uuid4().hex}", rescue_id=rescue.id,
+                                kind="dispatcher")
+    if msg is None:
+        return error("that number cannot receive texts", 409, field="to")
+    return jsonify(_message_json(msg)), 201
+
+
+@api.get("/stats")
+def stats():
+    return jsonify(board.stats(services()))
+
+
+@api.get("/board")
+def live_board():
+    """Everything the status page shows, in one request per refresh."""
+    return jsonify(board.board(services()))
+
+
+@api.get("/openapi.json")
+def openapi_spec():
+    return jsonify(OPENAPI)
 
 
 @api.get("/rescues")

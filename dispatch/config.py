@@ -48,6 +48,8 @@ class Settings:
     stripe_webhook_secret: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
     admin_token: str | None = None
+    # Signs the status page's session cookie; derived from ADMIN_TOKEN when not set.
+    secret_key: str | None = None
     offer_timeout_seconds: int = 90
     # How many drivers hold an offer for one rescue at once (PRODUCT.md §5: one by default).
     offer_fanout: int = 1
@@ -133,6 +135,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
         stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         admin_token=get("ADMIN_TOKEN"),
+        secret_key=get("SECRET_KEY"),
         offer_timeout_seconds=int(get("OFFER_TIMEOUT_SECONDS", "90")),
         offer_fanout=max(1, int(get("OFFER_FANOUT", "1"))),
         search_window_seconds=int(get("SEARCH_WINDOW_SECONDS", str(15 * 60))),

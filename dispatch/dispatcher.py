@@ -113,7 +113,8 @@ class Dispatcher:
             if live < self.settings.offer_fanout:
                 excluded = self._excluded_drivers(rescue_id, now)
                 pickup = rescue.pickup
-                for candidate in self.geo.candidates(pickup["lat"], pickup["lng"], excluded):
+                want = self.settings.offer_fanout - live
+                for candidate in self.geo.candidates(pickup["lat"], pickup["lng"], excluded, want=want):
                     if live + made >= self.settings.offer_fanout:
                         break
                     made += self._offer(rescue, candidate)
@@ -396,16 +397,19 @@ class Dispatcher:
         rescue = self.rescues.get(rescue_id)
         if rescue is None:
             raise DispatchError("no such rescue", 404)
-        if rescue.driver_id == driver_id:
-            return rescue
         if rescue.status not in (SEARCHING, ASSIGNED, EN_ROUTE):
             raise DispatchError(f"cannot assign a rescue that is {rescue.status}")
+        if rescue.driver_id == driver_id:
+            return rescue
         if driver["status"] == ON_JOB:
             raise DispatchError("driver is on another job")
         if driver["status"] == OFFERED and driver.get("offer_id"):
+            # The driver's own offer for this rescue is simply taken up; one for another is withdrawn.
+            same = self.db.offers.find_one({"_id": driver["offer_id"]}) or {}
+            mine = same.get("rescue_id") == rescue_id
             offer = self.db.offers.find_one_and_update({"_id": driver["offer_id"], "status": OPEN},
-                                                       {"$set": {"status": WITHDRAWN}})
-            if offer:
+                                                       {"$set": {"status": ACCEPTED if mine else WITHDRAWN}})
+            if offer and not mine:
                 self.events.publish(ev.OFFER_WITHDRAWN, offer["rescue_id"], by="dispatcher",
                                     offer_id=offer["_id"], driver_id=driver_id, reason="reassigned")
                 self.jobs.now("dispatch_rescue", offer["rescue_id"])

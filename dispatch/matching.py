@@ -42,8 +42,16 @@ def is_candidate(driver: dict[str, Any], excluded: set[str], now: int) -> bool:
 
 
 def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Nearest first; ties (within TIE_KM) go to the driver idle longest."""
-    return sorted(candidates, key=lambda c: (round(c.distance_km / TIE_KM), c.idle_since))
+    """Nearest first; among those within TIE_KM of the nearest left, the one idle longest."""
+    remaining = sorted(candidates, key=lambda c: c.distance_km)
+    ranked: list[Candidate] = []
+    while remaining:
+        nearest = remaining[0].distance_km
+        tied = [c for c in remaining if c.distance_km - nearest <= TIE_KM]
+        pick = min(tied, key=lambda c: (c.idle_since, c.distance_km))
+        ranked.append(pick)
+        remaining.remove(pick)
+    return ranked
 
 
 class GeoIndex:
@@ -82,24 +90,24 @@ class GeoIndex:
         return [(member.decode() if isinstance(member, bytes) else member, float(dist))
                 for member, dist in found]
 
-    def candidates(self, lat: float, lng: float, excluded: set[str]) -> list[Candidate]:
-        """Widen the radius step by step until someone eligible turns up."""
+    def candidates(self, lat: float, lng: float, excluded: set[str], want: int = 1) -> list[Candidate]:
+        """Widen the radius step by step until `want` eligible drivers turn up (or the last step)."""
         self.ensure()
         now = now_ms()
+        found: list[Candidate] = []
         for radius in RADIUS_STEPS_KM:
-            hits = self.nearby(lat, lng, radius)
-            ids = [driver_id for driver_id, _ in hits if driver_id not in excluded]
-            if not ids:
+            hits = [(driver_id, dist) for driver_id, dist in self.nearby(lat, lng, radius)
+                    if driver_id not in excluded]
+            if not hits:
                 continue
-            docs = {d["_id"]: d for d in self.drivers.find({"_id": {"$in": ids}})}
+            docs = {d["_id"]: d for d in self.drivers.find({"_id": {"$in": [h[0] for h in hits]}})}
             found = []
             for driver_id, dist in hits:
                 doc = docs.get(driver_id)
-                if doc is None or not is_candidate(doc, excluded, now):
-                    if doc is None or doc.get("status") != "available":
-                        self.remove(driver_id)  # the index was behind MongoDB
-                    continue
-                found.append(Candidate(driver_id, dist, int(doc.get("idle_since") or 0)))
-            if found:
-                return rank(found)
-        return []
+                if doc is None or doc.get("status") != "available":
+                    self.remove(driver_id)  # the index was behind MongoDB
+                elif is_candidate(doc, excluded, now):
+                    found.append(Candidate(driver_id, dist, int(doc.get("idle_since") or 0)))
+            if len(found) >= want:
+                break
+        return rank(found)

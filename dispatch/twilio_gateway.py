@@ -63,8 +63,11 @@ class TwilioSender:
         # Twilio filters DateSent by day; the day before covers a send just after midnight.
         since = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(days=1)
         try:
+            # Only a text created after this one was claimed can be it (less a minute of clock skew).
+            claimed = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(minutes=1)
             for message in self._client.messages.list(to=to, date_sent_after=since, limit=50):
-                if message.body == body:
+                created = message.date_created
+                if message.body == body and (created is None or created >= claimed):
                     return message.sid
         except (TwilioException, OSError) as exc:
             raise SendFailed(str(exc), code=None, transient=True) from exc

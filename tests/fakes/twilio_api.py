@@ -65,7 +65,9 @@ class FakeTwilio(FakeServer):
         with self.lock:
             found = [t for t in self.sent if to is None or t.to == to]
         page = {"messages": [{"sid": t.sid, "to": t.to, "from": t.from_, "body": t.body, "status": "sent",
-                              "account_sid": self.account_sid} for t in reversed(found)],
+                              "account_sid": self.account_sid,
+                              "date_created": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(t.at))}
+                             for t in reversed(found)],
                 "next_page_uri": None, "previous_page_uri": None, "page": 0, "page_size": 50,
                 "uri": h.path, "first_page_uri": h.path, "start": 0, "end": len(found)}
         self.reply(h, 200, json.dumps(page).encode())
