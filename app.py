@@ -43,12 +43,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from conversations.webhooks import bp as twilio_bp
     from dispatch.api import api, health
     from dispatch.payment_routes import bp as payments_bp
+    from dispatch.web import bp as web_bp, session_secret
 
     app.register_blueprint(twilio_bp)
     app.register_blueprint(voice_bp)
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(payments_bp)
+    app.register_blueprint(web_bp)
+    app.secret_key = session_secret(settings.admin_token, settings.secret_key)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))
 
     @app.get("/sandbox/outbox")
     def sandbox_outbox():

@@ -1,6 +1,8 @@
 """Admin JSON API: auth, validation, shapes (PRODUCT.md §3)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import new_number
@@ -102,3 +104,71 @@ def test_healthz_reports_stores(client):
     body = r.get_json()
     assert body["mongodb"] is True and body["redis"] is True
     assert r.status_code == (200 if body["workers"] > 0 else 503)
+
+
+def test_patch_driver_validates_and_updates(client, admin_headers):
+    driver = client.post("/api/drivers", json={"phone": new_number(), "name": "Pat", "vehicle": "Van"},
+                         headers=admin_headers).get_json()
+    url = f"/api/drivers/{driver['id']}"
+    for body, field in [({"name": ""}, "name"), ({"active": "yes"}, "active"), ({"colour": "red"}, "colour"),
+                        ({"location": {"lat": 99, "lng": 0}}, "location"), ({"location": "here"}, "location")]:
+        r = client.patch(url, json=body, headers=admin_headers)
+        assert r.status_code == 400 and r.get_json()["field"] == field, body
+    assert client.patch(url, json={}, headers=admin_headers).status_code == 400
+    r = client.patch(url, json={"name": "Pat Q", "location": {"lat": 41.9, "lng": -71.0, "label": "depot"}},
+                     headers=admin_headers)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["name"] == "Pat Q" and body["location"]["label"] == "depot" and body["location_updated_at"]
+    r = client.patch(url, json={"active": False}, headers=admin_headers)
+    assert r.get_json()["active"] is False and r.get_json()["status"] == "offline"
+    assert client.patch("/api/drivers/nope", json={"name": "x"}, headers=admin_headers).status_code == 404
+
+
+def test_stats_and_board(client, admin_headers, services):
+    rider = new_number()
+    rescue = services.rescues.create(request_key=f"stats-{rider}", rider_phone=rider,
+                                     pickup={"lat": 40.75, "lng": -73.98, "label": "Bryant Park"}, dropoff=None,
+                                     problem="crash", problem_note="", quote_cents=2800, trip_miles=0, surge=1.0,
+                                     channel="sms")
+    stats = client.get("/api/stats", headers=admin_headers).get_json()
+    assert stats["by_status"]["searching"] >= 1 and stats["rescues_today"] >= 1 and "drivers_online" in stats
+    board = client.get("/api/board", headers=admin_headers).get_json()
+    row = next(r for r in board["rescues"] if r["id"] == rescue.id)
+    assert row["rider"] != rider and row["rider"].endswith(rider[-4:])  # masked
+    assert "crash" in row["flags"]
+    services.dispatcher.cancel(rescue.id, "test", by="test")
+
+
+def test_dispatcher_message_to_rider(client, admin_headers, services):
+    rider = new_number()
+    rescue = services.rescues.create(request_key=f"msg-{rider}", rider_phone=rider,
+                                     pickup={"lat": 40.75, "lng": -73.98, "label": "x"}, dropoff=None,
+                                     problem="other", problem_note="", quote_cents=2800, trip_miles=0, surge=1.0,
+                                     channel="sms")
+    url = f"/api/rescues/{rescue.id}/message"
+    assert client.post(url, json={"to": "boss", "body": "hi"}, headers=admin_headers).status_code == 400
+    assert client.post(url, json={"to": "rider", "body": ""}, headers=admin_headers).status_code == 400
+    assert client.post(url, json={"to": "driver", "body": "hi"}, headers=admin_headers).status_code == 409
+    r = client.post(url, json={"to": "rider", "body": "A dispatcher here: help is coming."}, headers=admin_headers)
+    assert r.status_code == 201
+    assert services.db.messages.find_one({"_id": r.get_json()["id"]})["phone"] == rider
+    services.dispatcher.cancel(rescue.id, "test", by="test")
+
+
+def test_session_login_csrf_and_logout(client):
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"token": "wrong", "csrf": csrf}).status_code == 401
+    assert client.post("/login", data={"token": "test-admin-token"}).status_code == 400  # no CSRF token
+    r = client.post("/login", data={"token": "test-admin-token", "csrf": csrf})
+    assert r.status_code == 302
+    status = client.get("/").get_data(as_text=True)
+    session_csrf = re.search(r'name="csrf-token" content="([^"]+)"', status).group(1)
+    assert client.get("/api/rescues").status_code == 200  # the session reads the API
+    assert client.post("/api/drivers", json={}).status_code == 403  # but changes need the CSRF header
+    r = client.post("/api/drivers", json={}, headers={"X-CSRF-Token": session_csrf})
+    assert r.status_code == 400  # past auth: the body is what is wrong
+    client.post("/logout", data={"csrf": session_csrf})
+    assert client.get("/api/rescues").status_code == 401
+    assert client.get("/").status_code == 302

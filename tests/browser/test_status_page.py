@@ -1,0 +1,91 @@
+"""The dispatcher's status page in a real browser: login, live updates, actions."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from tests.conftest import ADMIN_TOKEN
+from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_driver, slate  # noqa: F401
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_wrong_token_is_refused_and_pages_need_login(page):
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not right")
+
+
+def test_login_post_needs_the_csrf_token(page, live_service):
+    import httpx
+
+    r = httpx.post(f"{live_service.url}/login", data={"token": ADMIN_TOKEN})
+    assert r.status_code == 400
+
+
+def test_rescue_appears_without_reload_then_assign_and_cancel(slate, logged_in, phone, live_service):
+    page = logged_in
+    ann_phone, bo_phone = phone(), phone()
+    online_driver(live_service, ann_phone, "Ann Lee", NEAR_UNION_SQ)
+    online_driver(live_service, bo_phone, "Bo Chen", COLUMBUS_CIRCLE)
+    page.evaluate("window.__marker = 'same page'")
+    rider = phone()
+    rider.ask("flat tire at Union Square")
+    rider.ask("skip")
+    code = re.search(r"R\d+", rider.ask("y")).group(0)
+    row = page.locator("#rescues tr", has_text=code)
+    expect(row).to_be_visible(timeout=10000)
+    assert page.evaluate("window.__marker") == "same page"  # no reload
+    expect(row).to_contain_text("Union Square")
+    expect(row).not_to_contain_text(rider.number)  # masked
+    row.click()
+    expect(page.locator("#detail h2")).to_contain_text(code)
+    bo_value = page.locator("#assign-driver option", has_text="Bo Chen").get_attribute("value")
+    page.select_option("#assign-driver", value=bo_value)
+    page.get_by_role("button", name="Assign").click()
+    expect(page.locator("#action-result")).to_have_text("Done.")
+    expect(row).to_contain_text("Bo Chen", timeout=10000)
+    bo_phone.wait_for(f"You've got {code}")
+    rider.wait_for("Bo is on the way")
+    page.screenshot(path=str(DOCS / "status-page.png"), full_page=True)
+    page.once("dialog", lambda d: d.accept("rider found a friend with a van"))
+    page.get_by_role("button", name="Cancel rescue").click()
+    expect(page.locator("#action-result")).to_have_text("Done.")
+    rider.wait_for("cancelled by our dispatch team (rider found a friend with a van)")
+    expect(page.locator("#rescues tr", has_text=code)).to_have_count(0, timeout=10000)
+
+
+def test_refund_from_the_page(slate, logged_in, services, live_service):
+    from tests.conftest import new_number
+
+    page = logged_in
+    rider = new_number()
+    r = services.rescues.create(request_key=f"page-refund-{rider}", rider_phone=rider,
+                                pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"}, dropoff=None,
+                                problem="flat_tire", problem_note="", quote_cents=2800, trip_miles=0, surge=1.0,
+                                channel="sms")
+    services.db.ledger.insert_one({"_id": "cs_page_" + r.id, "kind": "session", "key": "k-" + r.id,
+                                   "rescue_id": r.id, "amount_cents": 2800, "status": "paid",
+                                   "payment_intent": "pi_page", "created_at": 0})
+    services.db.rescues.update_one({"_id": r.id}, {"$set": {"paid_cents": 2800, "payment_status": "paid"}})
+    page.locator("#rescues tr", has_text=r.code).click()
+    page.get_by_label("Refund (cents, blank = all)").fill("800")
+    page.get_by_role("button", name="Refund").click()
+    expect(page.locator("#action-result")).to_have_text("Done.")
+    assert services.rescues.get(r.id).extra["refunded_cents"] == 800
+    page.get_by_label("Refund (cents, blank = all)").fill("5000")
+    page.get_by_role("button", name="Refund").click()
+    expect(page.locator("#action-result")).to_contain_text("Refused")
+
+
+def test_status_page_fits_a_phone(logged_in):
+    page = logged_in
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(page.get_by_role("heading", name="Open rescues")).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400
