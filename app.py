@@ -247,10 +247,13 @@ def main() -> int:
         local = f"http://{settings.host}:{settings.port}"
         print(f"""
 SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if settings.sandbox else 'live Twilio'}).
-  Twilio SMS webhook:   {base}/twilio/sms   (status callback {base}/twilio/status)
-  Admin API:            {local}/api/rescues   (Authorization: Bearer {settings.admin_token})
+  Status page:          {local}/   (sign in with the admin token: {settings.admin_token})
+  Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status
+  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else '   (no Stripe: test-payment pages)'}
+  Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)
   Health:               {local}/healthz""", flush=True)
         if settings.sandbox:
+            print(f"  Phone simulator:      {local}/simulator", flush=True)
             print(f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}", flush=True)
         print(f"  Data:                 {data_dir}\nCtrl-C stops everything.", flush=True)
         while not stopping:
