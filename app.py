@@ -9,16 +9,20 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, abort, render_template, request
+import structlog
+from flask import Flask, Response, abort, g, render_template, request
 
+from dispatch import metrics
 from dispatch.clock import iso
 from dispatch.config import Settings, load_settings
 from dispatch.logs import setup_logging
@@ -54,6 +58,29 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.secret_key = session_secret(settings.admin_token, settings.secret_key)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))
+
+    @app.before_request
+    def bind_request():
+        structlog.contextvars.clear_contextvars()
+        request_id = (request.headers.get("X-Request-Id") or uuid.uuid4().hex)[:64]
+        structlog.contextvars.bind_contextvars(request_id=request_id, process="web")
+        g.started, g.request_id = time.perf_counter(), request_id
+
+    @app.after_request
+    def observe(response):
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        if rule.startswith(("/twilio", "/stripe")):
+            metrics.WEBHOOK_SECONDS.labels(rule).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        from dispatch.api import admin_authorised
+
+        if not admin_authorised():
+            return {"error": "missing or wrong bearer token"}, 401
+        return Response(metrics.render(app.extensions["supportcarr"]), mimetype=metrics.CONTENT_TYPE)
 
     @app.get("/sandbox/outbox")
     def sandbox_outbox():
@@ -233,6 +260,11 @@ def main() -> int:
             env["MONGO_URL"] = start_embedded_mongo(sup, data_dir, env)
         if not settings.admin_token:
             env["ADMIN_TOKEN"] = admin_token_for(data_dir)
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:  # counters shared by every web and worker process
+            prom = data_dir / "prometheus"
+            shutil.rmtree(prom, ignore_errors=True)
+            prom.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
         settings = load_settings(env)
         build_services(settings)  # indexes once, before any worker races to make them
         bindir = Path(sys.executable).parent

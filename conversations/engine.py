@@ -20,6 +20,7 @@ from conversations.store import ConversationStore
 from dispatch.clock import now_ms
 from dispatch.dispatcher import DispatchError, Outcome
 from dispatch.geo import Point
+from dispatch.metrics import MESSAGES_IN, outcome_label
 from dispatch.payments import PaymentError
 from dispatch.phones import is_textable, mask, sender_key
 from dispatch.rescues import Rescue
@@ -93,6 +94,7 @@ class Engine:
             self.svc.db.messages.update_one({"_id": record["_id"]},
                                             {"$set": {"processed": True, "status": outcome,
                                                       "updated_at": now_ms()}})
+        MESSAGES_IN.labels(msg.channel, outcome_label(outcome)).inc()
         log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome, channel=msg.channel)
         return outcome, step
 

@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from dispatch.phones import is_textable, mask
 from dispatch.clock import now_ms
+from dispatch.metrics import MESSAGES_OUT
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +113,7 @@ class Delivery:
             if not self._finish(message_id, "suppressed", expect="pending", error_code=_code(OPTED_OUT_CODE)):
                 return "claimed-elsewhere"  # another copy of this job already sent it
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
+            MESSAGES_OUT.labels("suppressed", str(OPTED_OUT_CODE)).inc()
             return "suppressed"
         claimed = self.db.messages.find_one_and_update(
             {"_id": message_id, "status": "pending"},
@@ -127,11 +129,13 @@ class Delivery:
                                             {"$set": {"status": "pending", "status_rank": 0,
                                                       "error_code": _code(exc.code)}})
                 log.warning("text_retry", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
+                MESSAGES_OUT.labels("retried", str(exc.code or "")).inc()
                 raise
             if exc.code == OPTED_OUT_CODE:
                 self.optouts.opt_out(msg["phone"], source="carrier")
             self._finish(message_id, "failed", expect="sending", error_code=_code(exc.code))
             log.warning("text_failed", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
+            MESSAGES_OUT.labels("failed", str(exc.code or "")).inc()
             return "failed"
         status = "sandbox" if sid.startswith("SANDBOX") else "sent"
         self.db.messages.update_one({"_id": message_id, "status": "sending"},
@@ -139,6 +143,7 @@ class Delivery:
                                               "twilio_sid": sid, "sent_at": now_ms(), "updated_at": now_ms(),
                                               "error_code": None}})
         _apply_early_receipt(self.db, sid)
+        MESSAGES_OUT.labels(status, "").inc()
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
         return status
 

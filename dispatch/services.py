@@ -7,6 +7,7 @@ import redis as redis_lib
 from pymongo.database import Database
 from rq import Queue
 
+from dispatch import metrics
 from dispatch.config import Settings, load_settings
 from dispatch.dispatcher import Dispatcher
 from dispatch.drivers import DriverStore
@@ -42,6 +43,7 @@ class Services:
         self.dispatcher.subscribe()
         self.notifier.subscribe(self.events)
         self.payments.subscribe()
+        metrics.subscribe(self)
 
     def _gateway(self):
         from dispatch.stripe_gateway import SandboxGateway, StripeGateway

@@ -27,6 +27,11 @@ class Worker(SimpleWorker):
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
         super().__init__(*args, **kwargs)
 
+    def execute_job(self, job, queue):
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(process="worker", job_id=job.id, job=job.func_name)
+        return super().execute_job(job, queue)
+
     def work(self, *args, **kwargs):
         threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True).start()
         return super().work(*args, **kwargs)
