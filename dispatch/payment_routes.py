@@ -31,7 +31,8 @@ def stripe_webhook():
     try:
         stripe.Webhook.construct_event(payload, request.headers.get("Stripe-Signature", ""), secret)
         event = json.loads(payload)
-    except (ValueError, stripe.SignatureVerificationError):
+    except (ValueError, AttributeError, TypeError, stripe.SignatureVerificationError):
+        # stripe 16 raises AttributeError for signed JSON that is not an object
         log.warning("stripe_signature_rejected")
         return plain("invalid Stripe signature or payload", 400)
     if not isinstance(event, dict):

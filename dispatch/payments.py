@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 RATING_WINDOW_MS = 48 * 3600 * 1000
 LOCK_SECONDS = 30
+LINK_REUSE_MARGIN_SECONDS = 15 * 60  # a link about to expire is replaced, not re-sent
 
 
 class PaymentError(ValueError):
@@ -96,6 +97,12 @@ class Payments:
             raise PaymentError("only a completed rescue can be paid")
         if rescue.payment_status in ("paid", "refunded"):
             raise PaymentError("this rescue is already paid")
+        current = self.db.ledger.find_one({"_id": rescue.extra.get("payment_session_id"), "status": "open"})
+        if current and int(current.get("expires_at") or 0) > now_ms() // 1000 + LINK_REUSE_MARGIN_SECONDS:
+            # The link still works: send it again rather than open a second way to pay.
+            self.events.publish(ev.PAYMENT_LINK_SENT, rescue_id, by=by, session_id=current["_id"],
+                                url=current["url"], amount_cents=int(current["amount_cents"]))
+            return "resent"
         attempt = int(rescue.extra.get("payment_attempt") or 1)
         self.db.rescues.update_one({"_id": rescue_id, "payment_attempt": rescue.extra.get("payment_attempt")},
                                    {"$set": {"payment_attempt": attempt + 1}})
@@ -196,40 +203,71 @@ class Payments:
     # -- refunds -----------------------------------------------------------------------------
     def refund(self, rescue_id: str, amount_cents: int | None, key: str | None, by: str) -> dict[str, Any]:
         """Full (amount None) or partial. The same key never refunds twice; a retry after a
-        Stripe failure re-sends the same key, so Stripe does not refund twice either."""
+        Stripe failure re-sends the same keys, so Stripe does not refund twice either. A rider
+        who paid two links is refunded from each payment, never more than it charged."""
         with self._lock(rescue_id):
             doc = self.db.rescues.find_one({"_id": rescue_id})
             if doc is None:
                 raise PaymentError("no such rescue", 404)
-            if key:
-                existing = self.db.ledger.find_one({"kind": "refund", "key": f"refund-{rescue_id}-{key}"})
-                if existing and existing["status"] == "succeeded":
-                    return existing
+            request_key = f"refund-{rescue_id}-{key}" if key else None
+            if request_key:
+                done = self._refund_request(request_key)
+                if done and done["status"] == "succeeded":
+                    return done
             paid, refunded = int(doc.get("paid_cents") or 0), int(doc.get("refunded_cents") or 0)
             if not paid:
                 raise PaymentError("this rescue has not been paid")
             remaining = paid - refunded
-            amount = remaining if amount_cents is None else amount_cents
             if remaining <= 0:
                 raise PaymentError("this rescue is already fully refunded")
+            amount = remaining if amount_cents is None else amount_cents
             if not (0 < amount <= remaining):
                 raise PaymentError(f"amount_cents must be 1..{remaining}", 400)
-            ledger_key = f"refund-{rescue_id}-{key or f'{refunded}-{amount}'}"
-            entry = self.db.ledger.find_one({"key": ledger_key})
-            if entry is None:
-                entry = {"_id": uuid.uuid4().hex, "kind": "refund", "key": ledger_key, "rescue_id": rescue_id,
-                         "amount_cents": amount, "status": "pending", "by": by, "created_at": now_ms()}
-                self.db.ledger.insert_one(entry)
-            session = self.db.ledger.find_one({"rescue_id": rescue_id, "kind": "session", "status": "paid"})
-            result = self.gateway.refund(payment_intent=session.get("payment_intent") or "",
-                                         amount_cents=entry["amount_cents"], idempotency_key=ledger_key)
-            self.db.ledger.update_one({"_id": entry["_id"]}, {"$set": {
-                "status": "succeeded" if result["status"] in ("succeeded", "pending") else result["status"],
-                "stripe_refund_id": result["id"], "updated_at": now_ms()}})
+            request_key = request_key or f"refund-{rescue_id}-{refunded}-{amount}"
+            if self.db.ledger.find_one({"request": request_key}) is None:
+                for i, (intent, part) in enumerate(self._allocate(rescue_id, amount)):
+                    self.db.ledger.insert_one({"_id": uuid.uuid4().hex, "kind": "refund", "key": f"{request_key}:{i}",
+                                               "request": request_key, "rescue_id": rescue_id,
+                                               "payment_intent": intent, "amount_cents": part,
+                                               "status": "pending", "by": by, "created_at": now_ms()})
+            for entry in self.db.ledger.find({"request": request_key, "status": "pending"}):
+                result = self.gateway.refund(payment_intent=entry["payment_intent"] or "",
+                                             amount_cents=entry["amount_cents"], idempotency_key=entry["key"])
+                self.db.ledger.update_one({"_id": entry["_id"]}, {"$set": {
+                    "status": "succeeded" if result["status"] in ("succeeded", "pending") else result["status"],
+                    "stripe_refund_id": result["id"], "updated_at": now_ms()}})
             self._recompute(rescue_id)
-        self.events.publish(ev.PAYMENT_REFUNDED, rescue_id, by=by, amount_cents=entry["amount_cents"],
-                            full=entry["amount_cents"] == remaining)
-        return self.db.ledger.find_one({"_id": entry["_id"]})
+            done = self._refund_request(request_key)
+        self.events.publish(ev.PAYMENT_REFUNDED, rescue_id, by=by, amount_cents=done["amount_cents"],
+                            full=done["amount_cents"] == remaining)
+        return done
+
+    def _allocate(self, rescue_id: str, amount: int) -> list[tuple[str | None, int]]:
+        """Split a refund over the paid sessions, each up to what is left of its own payment."""
+        taken: dict[str | None, int] = {}
+        for entry in self.db.ledger.find({"rescue_id": rescue_id, "kind": "refund", "status": {"$in": ["pending", "succeeded"]}}):
+            taken[entry.get("payment_intent")] = taken.get(entry.get("payment_intent"), 0) + int(entry["amount_cents"])
+        parts, left = [], amount
+        for session in self.db.ledger.find({"rescue_id": rescue_id, "kind": "session", "status": "paid"}).sort("created_at", 1):
+            intent = session.get("payment_intent")
+            available = int(session.get("amount_cents") or 0) - taken.get(intent, 0)
+            part = min(available, left)
+            if part > 0:
+                parts.append((intent, part))
+                left -= part
+        if left > 0:
+            raise PaymentError("refunds outside SupportCarr leave less to refund than that")
+        return parts
+
+    def _refund_request(self, request_key: str) -> dict[str, Any] | None:
+        """One dispatcher request as one ledger-shaped entry (it may span several payments)."""
+        parts = list(self.db.ledger.find({"request": request_key}).sort("key", 1))
+        if not parts:
+            return None
+        status = "succeeded" if all(p["status"] == "succeeded" for p in parts) else "pending"
+        return {"_id": request_key, "kind": "refund", "amount_cents": sum(int(p["amount_cents"]) for p in parts),
+                "status": status, "by": parts[0].get("by"), "created_at": parts[0]["created_at"],
+                "stripe_refund_id": ",".join(p.get("stripe_refund_id") or "" for p in parts) or None}
 
     def ledger(self, rescue_id: str) -> dict[str, Any]:
         doc = self.db.rescues.find_one({"_id": rescue_id}) or {}

@@ -56,9 +56,18 @@ class RescueStore:
             self.db.rescues.insert_one(doc)
         except DuplicateKeyError:
             return Rescue.from_doc(self.db.rescues.find_one({"request_key": request_key}))
+        self._count_rider(rider_phone, now)
         self.events.publish(RESCUE_REQUESTED, doc["_id"], by=f"rider:{channel}",
                             quote_cents=doc["quote_cents"], problem=problem)
         return Rescue.from_doc(doc)
+
+    def _count_rider(self, phone: str, now: int) -> None:
+        """The rider's profile: how often they needed us, and when last."""
+        update = {"$inc": {"rescues": 1}, "$set": {"last_rescue_at": now}}
+        try:
+            self.db.riders.update_one({"phone": phone}, update, upsert=True)
+        except DuplicateKeyError:  # two first rescues at once: the other insert won
+            self.db.riders.update_one({"phone": phone}, update)
 
     def get(self, rescue_id: str) -> Rescue | None:
         doc = self.db.rescues.find_one({"_id": rescue_id})

@@ -187,3 +187,11 @@ def test_failed_dial_is_recorded_and_falls_back_to_a_text(slate, phone, live_ser
     c2 = caller(rider.number)
     twiml = c2.answer(c2.answer(c2.call(), Digits="1"), DialCallStatus="completed", DialCallDuration="42")
     assert "call_connected" in [e["type"] for e in services.rescues.timeline(rescue.id)]
+
+
+def test_hang_up_mid_intake_then_finish_by_sms(caller, phone):
+    rider = phone()
+    c = caller(rider.number)
+    c.answer(c.answer(c.call(), SpeechResult="Union Square"), Digits="1")  # now at the problem menu
+    # The caller hangs up here: no more callbacks. A text picks up the same conversation.
+    assert "Where should we take you" in rider.ask("1")

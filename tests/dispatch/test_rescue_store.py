@@ -350,3 +350,16 @@ def test_count_open(services, store):
     store.apply(a.id, "cancel", by="rider:sms", event="rescue_cancelled")
     assign(store, b.id, new_driver(services))
     assert store.count_open() == before + 1
+
+
+def test_rider_profile_counts_rescues(services):
+    from tests.conftest import new_number as _new
+
+    phone = _new()
+    for i in range(2):
+        r = services.rescues.create(request_key=f"profile-{phone}-{i}", rider_phone=phone,
+                                    pickup={"lat": 41.5, "lng": -72.5, "label": "x"}, dropoff=None, problem="other",
+                                    problem_note="", quote_cents=2800, trip_miles=0, surge=1.0, channel="sms")
+        services.dispatcher.cancel(r.id, "test", by="test")
+    profile = services.db.riders.find_one({"phone": phone})
+    assert profile["rescues"] == 2 and profile["last_rescue_at"] > 0
