@@ -97,7 +97,7 @@ def main() -> None:
             text(base, r["phone"], "ON")
         time.sleep(1.0)
         baseline, offers = [], []
-        for n in range(args.rounds):
+        for _ in range(args.rounds):
             rider = new_number()
             t0 = text(base, rider, "hi")
             baseline.append(arrival(fake, rider, "Where are you?", t0) - t0)

@@ -187,7 +187,6 @@ class Engine:
 
     def _driver_step(self, driver: dict[str, Any], sid: str, body: str) -> str:
         texts: list[str] = []
-        dispatcher = self.svc.dispatcher
         for effect in driver_flow.step(driver, body, self.svc.locator):
             if isinstance(effect, Reply):
                 texts.append(say(effect.template, **effect.context))

@@ -29,7 +29,6 @@ from dispatch.drivers import OFFERED, ON_JOB
 from dispatch.phones import is_textable, mask, sender_key
 from dispatch.texts import say, speak
 from flows import rider
-from flows.words import PROBLEM_MENU
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")

@@ -12,7 +12,7 @@ from transitions import Machine
 
 from dispatch.geo import Point, distance_miles, in_service_area
 from dispatch.geocoding import GeocoderUnavailable
-from dispatch.rescues import PROBLEMS, Rescue
+from dispatch.rescues import PROBLEMS
 from flows import words
 from flows.effects import (CancelRescue, CreateRescue, FlowContext, RateRescue, Relay, Reply, ResendPaymentLink,
                            StepResult)

@@ -262,3 +262,21 @@ def post_stripe_event(post, event: dict, secret: str = STRIPE_WEBHOOK_SECRET, ti
     payload = _json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
     return post(payload, {"Stripe-Signature": header, "Content-Type": "application/json"})
+
+
+@pytest.fixture
+def slate(services, live_service):
+    """Every test starts with no open rescue and nobody online, and leaves it so."""
+    def clear():
+        for doc in services.db.rescues.find({"status": {"$in": ["searching", "assigned", "en_route",
+                                                                 "arrived", "in_transit"]}}, {"_id": 1}):
+            try:
+                services.dispatcher.cancel(doc["_id"], "test cleanup", by="test")
+            except Exception:
+                pass
+        services.db.drivers.update_many({}, {"$set": {"status": "offline", "active": False, "offer_id": None,
+                                                       "rescue_id": None}})
+        services.geo.rebuild()
+    clear()
+    yield
+    clear()

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -46,3 +48,10 @@ def logged_in(page):
     page.wait_for_url("**/")
     page.get_by_role("heading", name="Open rescues").wait_for()
     return page
+
+
+def shoot(page, name: str) -> None:
+    """The README's screenshots, refreshed on request: UPDATE_SCREENSHOTS=1 pytest tests/browser."""
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS / name), full_page=True)

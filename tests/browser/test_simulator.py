@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from playwright.sync_api import expect
 from app import _free_port
 from tests.conftest import ROOT, new_number
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+from tests.browser.conftest import shoot
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,7 @@ def test_simulator_carries_a_rider_and_a_driver_conversation(browser, sandbox):
     send(rider, "flat tire at Union Square", "Where should we take you")
     send(rider, "skip", "Reply Y to book")
     send(rider, "y", "Booked!")
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "simulator.png"), full_page=True)
+    shoot(page, "simulator.png")
     send(driver_number, "Y", "You've got R")
     send(driver_number, "ARRIVED", "Marked arrived")
     send(driver_number, "DONE", "is complete")

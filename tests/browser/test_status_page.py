@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from playwright.sync_api import expect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_driver, slate  # noqa: F401
+from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_driver
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+from tests.browser.conftest import shoot
 
 
 def test_wrong_token_is_refused_and_pages_need_login(page):
@@ -51,7 +50,7 @@ def test_rescue_appears_without_reload_then_assign_and_cancel(slate, logged_in, 
     expect(row).to_contain_text("Bo Chen", timeout=10000)
     bo_phone.wait_for(f"You've got {code}")
     rider.wait_for("Bo is on the way")
-    page.screenshot(path=str(DOCS / "status-page.png"), full_page=True)
+    shoot(page, "status-page.png")
     page.once("dialog", lambda d: d.accept("rider found a friend with a van"))
     page.get_by_role("button", name="Cancel rescue").click()
     expect(page.locator("#action-result")).to_have_text("Done.")

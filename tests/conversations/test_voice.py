@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.conftest import RESCUE_NUMBER, TWILIO_SID, new_number, sign
-from tests.e2e.test_dispatch import NEAR_UNION_SQ, online_driver, slate  # noqa: F401
+from tests.e2e.test_dispatch import NEAR_UNION_SQ, online_driver
 
 
 class Caller:
@@ -117,7 +117,7 @@ def test_duplicate_callback_has_one_effect(caller, services):
     c = caller()
     twiml = c.answer(c.answer(c.answer(c.call(), SpeechResult="Union Square"), Digits="1"), Digits="2")
     gather_action = twiml.find("Gather").get("action")[len(c.settings.public_base_url):]
-    first = c.post(gather_action, Digits="1")
+    c.post(gather_action, Digits="1")
     first_raw = c.last_raw
     second = c.post(gather_action, Digits="1")
     assert c.last_raw == first_raw and "You're booked" in spoken(second)

@@ -11,29 +11,11 @@ import pytest
 
 from dispatch.clock import now_ms
 from dispatch.services import Services
-from tests.conftest import ADMIN_TOKEN, OFFER_TIMEOUT, new_number
+from tests.conftest import ADMIN_TOKEN, OFFER_TIMEOUT
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 UNION_SQ, NEAR_UNION_SQ, COLUMBUS_CIRCLE = "40.7359,-73.9911", "40.7368,-73.9900", "40.7681,-73.9819"
 PHONE_RE = re.compile(r"\+?1?\d{10}")
-
-
-@pytest.fixture
-def slate(services, live_service):
-    """Every test starts with no open rescue and nobody online, and leaves it so."""
-    def clear():
-        for doc in services.db.rescues.find({"status": {"$in": ["searching", "assigned", "en_route",
-                                                                 "arrived", "in_transit"]}}, {"_id": 1}):
-            try:
-                services.dispatcher.cancel(doc["_id"], "test cleanup", by="test")
-            except Exception:
-                pass
-        services.db.drivers.update_many({}, {"$set": {"status": "offline", "active": False, "offer_id": None,
-                                                       "rescue_id": None}})
-        services.geo.rebuild()
-    clear()
-    yield
-    clear()
 
 
 def register(live_service, phone, name: str, vehicle: str = "Ford Transit"):

@@ -7,7 +7,7 @@ import time
 import httpx
 
 from tests.conftest import post_stripe_event, stripe_event
-from tests.e2e.test_dispatch import AUTH, NEAR_UNION_SQ, book, online_driver, rescue, slate  # noqa: F401
+from tests.e2e.test_dispatch import AUTH, NEAR_UNION_SQ, book, online_driver, rescue
 
 
 def webhook(live_service):
