@@ -16,6 +16,7 @@ import structlog
 from pymongo.errors import DuplicateKeyError
 
 from conversations.guards import over_rate_limit, phone_lock
+from conversations.jobs import APPLY_INBOUND, APPLY_RETRY
 from conversations.store import ConversationStore
 from dispatch.clock import now_ms
 from dispatch.dispatcher import DispatchError, Outcome
@@ -32,6 +33,8 @@ from flows.effects import (CancelRescue, CreateRescue, DriverCommand, FlowContex
                            ResendPaymentLink)
 
 log = structlog.get_logger(__name__)
+
+DEFERRED_LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -70,17 +73,36 @@ class Engine:
         conversation, but answered by the caller's TwiML instead of SMS replies."""
         return self._receive(Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel="voice"))[1]
 
-    def _receive(self, msg: Inbound) -> tuple[str, StepOutcome | None]:
+    def defer(self, msg: Inbound) -> None:
+        """The number's previous message is still being applied and the webhook cannot wait:
+        record this one now (nothing is lost) and apply it in a job once the lock is free."""
+        key = sender_key(msg.sender, self.svc.settings.default_region)
+        if key is None:
+            return
+        record = self._record_inbound(key, msg, words.clean(msg.body), status="deferred", processed=False)
+        if not record.get("processed"):
+            self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
+            log.info("inbound_deferred", phone=mask(key), sid=msg.sid)
+
+    def apply_recorded(self, message_id: str) -> str:
+        doc = self.svc.db.messages.find_one({"_id": message_id, "direction": "in"})
+        if doc is None or doc.get("processed"):
+            return "done"
+        msg = Inbound(sid=doc["twilio_sid"], sender=doc["phone"], body=doc["body"], channel=doc.get("channel", "sms"),
+                      media=list(doc.get("media") or []))
+        return self._receive(msg, wait=DEFERRED_LOCK_WAIT_SECONDS, count=False)[0]
+
+    def _receive(self, msg: Inbound, wait: float | None = None, count: bool = True) -> tuple[str, StepOutcome | None]:
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
             return "no-sender"
         body = words.clean(msg.body)
         s = self.svc.settings
-        if over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds):
+        if count and over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds):
             self._record_inbound(key, msg, body, status="rate_limited", processed=True)
             log.warning("inbound_rate_limited", phone=mask(key))
             return "rate-limited", None
-        with phone_lock(self.svc.redis, key, s.phone_lock_wait_seconds):
+        with phone_lock(self.svc.redis, key, wait or s.phone_lock_wait_seconds):
             record = self._record_inbound(key, msg, body, status="received", processed=False)
             if record.get("processed"):
                 log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)

@@ -107,6 +107,8 @@ def incoming(caller: str):
     convo = ConversationStore(svc.db).load(caller, role="rider")
     if convo.state not in rider.INTAKE:  # nothing half-done by text: start afresh
         outcome = Engine(svc).voice_step(caller, f"{request.form['CallSid']}:start", "")
+        if outcome is None:
+            return xml(_too_many(response))
         convo_state, data = outcome.state, outcome.data
         response.say(speak("welcome"))
     else:
@@ -167,8 +169,11 @@ def intake(caller: str):
         return xml(_retry(caller, convo.state, convo.data, response, tries, "no_input"))
     step_key = f"{form['CallSid']}:{expect}:{tries}"
     outcome = Engine(svc).voice_step(caller, step_key, said)
-    if outcome.state == rider.ASK_DROPOFF:  # drop-offs are sorted out with the driver on calls
-        outcome = _merge(outcome, Engine(svc).voice_step(caller, f"{step_key}:skip", "skip"))
+    if outcome is not None and outcome.state == rider.ASK_DROPOFF:  # drop-offs are settled with the driver
+        skipped = Engine(svc).voice_step(caller, f"{step_key}:skip", "skip")
+        outcome = _merge(outcome, skipped) if skipped else None
+    if outcome is None:
+        return xml(_too_many(response))
     if outcome.said("crash_safety") is not None:
         response.say(speak("crash_safety"))
     if outcome.state == rider.ACTIVE and outcome.rescue:
@@ -181,6 +186,13 @@ def intake(caller: str):
         reason, context = _reason(outcome)
         return xml(_retry(caller, outcome.state, outcome.data, response, tries, reason, context))
     return xml(_prompt(outcome.state, outcome.data, response, tries=1))
+
+
+def _too_many(response: VoiceResponse) -> VoiceResponse:
+    """Over the per-number flood limit: a calm answer rather than a step."""
+    response.say(speak("too_many"))
+    response.hangup()
+    return response
 
 
 def _merge(first: StepOutcome, second: StepOutcome) -> StepOutcome:

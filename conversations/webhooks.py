@@ -76,10 +76,11 @@ def inbound_sms():
     if not sender.strip():
         return plain("From missing", 400)
     msg = Inbound(sid=sid, sender=sender, body=form.get("Body") or "", media=_media(form))
+    engine = Engine(services())
     try:
-        Engine(services()).receive(msg)
+        engine.receive(msg)
     except PhoneBusy:
-        return plain("busy with this number's previous message; retry", 503)
+        engine.defer(msg)  # Twilio does not redeliver on 5xx: keep it and apply it in turn
     except (PyMongoError, RedisError) as exc:
         log.error("store_unavailable", error=type(exc).__name__, sid=sid)
         return plain("temporarily unavailable; retry", 503)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from dispatch.geo import Point
 from dispatch.payments import PaymentError
 from dispatch.stripe_gateway import PaymentUnavailable
 from dispatch.web import csrf_ok, logged_in
+from dispatch.worker import HEARTBEAT_KEY
 from dispatch.phones import normalise
 from dispatch.rescues import STATUSES
 from dispatch.clock import iso
@@ -146,7 +148,7 @@ def update_driver(driver_id: str):
             point = Point(float(loc["lat"]), float(loc["lng"]), str(loc.get("label") or "")[:120])
             if not (-90 <= point.lat <= 90 and -180 <= point.lng <= 180):
                 raise ValueError
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):
             return error("location must be {lat, lng, label?} with valid coordinates", 400, field="location")
         svc.dispatcher.update_location(doc, point)
     return jsonify(driver_json(svc.drivers.get(driver_id)))
@@ -311,7 +313,9 @@ def healthz():
         checks["mongodb_error"] = type(exc).__name__
     try:
         checks["redis"] = bool(svc.redis.ping())
-        checks["workers"] = Worker.count(connection=svc.redis)
+        recent = time.time() - 3 * max(svc.settings.sweep_seconds, 1.0)
+        beating = svc.redis.zcount(HEARTBEAT_KEY, recent, "+inf")
+        checks["workers"] = max(int(beating), Worker.count(connection=svc.redis))
     except RedisError as exc:
         checks["redis"], checks["workers"] = False, 0
         checks["redis_error"] = type(exc).__name__

@@ -27,9 +27,10 @@ class Jobs:
         self.queue = queue
 
     def now(self, func: str, *args, retry: Retry | None = None) -> None:
+        """`func` names a job in this module, or is a dotted path to one elsewhere."""
         try:
-            self.queue.enqueue(f"dispatch.jobs.{func}", *args, retry=retry, result_ttl=RESULT_TTL,
-                               failure_ttl=FAILURE_TTL)
+            self.queue.enqueue(func if "." in func else f"dispatch.jobs.{func}", *args, retry=retry,
+                               result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
 
@@ -74,3 +75,4 @@ def sweep() -> dict:
 
 def create_payment_link(rescue_id: str) -> str:
     return _svc().payments.create_link(rescue_id)
+

@@ -43,8 +43,9 @@ class Sender(Protocol):
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         """Hand one text to the carrier; returns the vendor's message id."""
 
-    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
-        """The id of this text if the carrier already has it (a send whose worker died)."""
+    def find_sent(self, to: str, body: str, since_ms: int) -> list[str]:
+        """Ids of texts the carrier has to `to` with this body since the claim (a send whose
+        worker died may be among them)."""
 
 
 class OptOuts:
@@ -151,9 +152,11 @@ class Delivery:
         """A text left `sending` by a worker that died mid-send: ask the carrier whether it
         went out. If it did, record it; if not, send it again. Never a blind second send."""
         try:
-            sid = self.sender.find_sent(msg["phone"], msg["body"], int(msg.get("claimed_at") or 0))
+            candidates = self.sender.find_sent(msg["phone"], msg["body"], int(msg.get("claimed_at") or 0))
         except SendFailed:
             return "unknown"  # try again on the next sweep
+        # An identical text (a second STATUS answer, say) already recorded is not this one.
+        sid = next((c for c in candidates if not self.db.messages.find_one({"twilio_sid": c})), None)
         if sid:
             self.db.messages.update_one({"_id": msg["_id"], "status": "sending"},
                                         {"$set": {"status": "sent", "status_rank": STATUS_RANK["sent"],

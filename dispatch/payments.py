@@ -112,20 +112,28 @@ class Payments:
 
     # -- Stripe events -----------------------------------------------------------------------
     def apply_event(self, event: dict[str, Any]) -> str:
-        """Apply a verified Stripe event once per event id, in whatever order they come."""
-        event_id, kind = str(event.get("id") or ""), str(event.get("type") or "")
-        obj = ((event.get("data") or {}).get("object")) or {}
+        """Apply a verified Stripe event once per event id, in whatever order they come.
+
+        The event is marked applied only after its effect is stored, under the rescue's lock:
+        a delivery that failed half-way (503) is applied in full when Stripe retries it.
+        """
+        event_id, kind = _text(event.get("id")), _text(event.get("type")) or ""
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
         if not event_id or not isinstance(obj, dict):
             return "malformed"
-        rescue_id = self._rescue_of(obj)
-        try:
-            self.db.stripe_events.insert_one({"_id": event_id, "type": kind, "rescue_id": rescue_id,
-                                              "received_at": now_ms(), "object_id": obj.get("id")})
-        except DuplicateKeyError:
+        seen = self.db.stripe_events.find_one({"_id": event_id})
+        if seen and seen.get("status") == "applied":
             return "duplicate"
+        rescue_id = self._rescue_of(obj)
         if rescue_id is None or self.rescues.get(rescue_id) is None:
+            self._mark_event(event_id, kind, obj, rescue_id)
             return "not-ours"
         with self._lock(rescue_id):
+            seen = self.db.stripe_events.find_one({"_id": event_id})
+            if seen and seen.get("status") == "applied":
+                return "duplicate"
+            known = True
             if kind in PAID_EVENTS and obj.get("payment_status") == "paid":
                 self._session_seen(rescue_id, obj, status="paid")
             elif kind == "checkout.session.expired":
@@ -133,36 +141,45 @@ class Payments:
             elif kind == "payment_intent.payment_failed":
                 self.db.rescues.update_one({"_id": rescue_id}, {"$set": {"payment_failed_at": now_ms()}})
             elif kind == "charge.refunded":
-                refunded = int(obj.get("amount_refunded") or 0)
+                refunded = _cents(obj.get("amount_refunded"))
                 doc = self.db.rescues.find_one({"_id": rescue_id}, {"charge_refunded_cents": 1})
                 if refunded > int(doc.get("charge_refunded_cents") or 0):
                     self.db.rescues.update_one({"_id": rescue_id}, {"$set": {"charge_refunded_cents": refunded}})
             else:
-                return "ignored"
-            before, after = self._recompute(rescue_id)
+                known = False
+            if known:
+                before, after = self._recompute(rescue_id)
+            self._mark_event(event_id, kind, obj, rescue_id)
+        if not known:
+            return "ignored"
         self._announce(rescue_id, kind, obj, before, after)
         return kind
 
+    def _mark_event(self, event_id: str, kind: str, obj: dict[str, Any], rescue_id: str | None) -> None:
+        self.db.stripe_events.update_one({"_id": event_id}, {"$set": {
+            "type": kind[:100], "rescue_id": rescue_id, "received_at": now_ms(), "object_id": _text(obj.get("id")),
+            "status": "applied"}}, upsert=True)
+
     def _rescue_of(self, obj: dict[str, Any]) -> str | None:
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        rescue_id = metadata.get("rescue_id") or obj.get("client_reference_id")
+        rescue_id = _text(metadata.get("rescue_id")) or _text(obj.get("client_reference_id"))
         if rescue_id:
-            return str(rescue_id)
-        intent = obj.get("payment_intent") if obj.get("object") != "payment_intent" else obj.get("id")
+            return rescue_id
+        intent = _text(obj.get("payment_intent")) if obj.get("object") != "payment_intent" else _text(obj.get("id"))
         if intent:
             session = self.db.ledger.find_one({"kind": "session", "payment_intent": intent})
             return session["rescue_id"] if session else None
         return None
 
     def _session_seen(self, rescue_id: str, obj: dict[str, Any], status: str) -> None:
-        session_id = str(obj.get("id") or "")
+        session_id = _text(obj.get("id")) or ""
         fields = {"status": status, "updated_at": now_ms()}
         if status == "paid":
-            fields.update(amount_cents=int(obj.get("amount_total") or 0), payment_intent=obj.get("payment_intent"))
+            fields.update(amount_cents=_cents(obj.get("amount_total")), payment_intent=_text(obj.get("payment_intent")))
         existing = self.db.ledger.find_one({"_id": session_id})
         if existing is None:  # a session this process never recorded (created before a crash)
             self.db.ledger.insert_one({"_id": session_id, "kind": "session", "key": f"event-{session_id}",
-                                       "rescue_id": rescue_id, "amount_cents": int(obj.get("amount_total") or 0),
+                                       "rescue_id": rescue_id, "amount_cents": _cents(obj.get("amount_total")),
                                        "created_at": now_ms(), **fields})
         elif existing["status"] != "paid":  # an expiry arriving after the payment changes nothing
             self.db.ledger.update_one({"_id": session_id}, {"$set": fields})
@@ -189,7 +206,7 @@ class Payments:
     def _announce(self, rescue_id: str, kind: str, obj: dict[str, Any], before: str, after: str) -> None:
         if after == "paid" and before not in ("paid", "refunded"):
             self.db.rescues.update_one({"_id": rescue_id}, {"$set": {"rating_requested_at": now_ms()}})
-            self.events.publish(ev.PAYMENT_PAID, rescue_id, by="stripe", amount_cents=int(obj.get("amount_total") or 0))
+            self.events.publish(ev.PAYMENT_PAID, rescue_id, by="stripe", amount_cents=_cents(obj.get("amount_total")))
         elif after == "failed" and before != "failed":
             self.events.publish(ev.PAYMENT_FAILED, rescue_id, by="stripe")
         elif kind == "checkout.session.expired" and after == "link_sent":
@@ -198,7 +215,7 @@ class Payments:
                 self.events.publish(ev.PAYMENT_LINK_EXPIRED, rescue_id, by="stripe", session_id=obj.get("id"))
         elif after == "refunded" and before != "refunded" and kind == "charge.refunded":
             self.events.publish(ev.PAYMENT_REFUNDED, rescue_id, by="stripe",
-                                amount_cents=int(obj.get("amount_refunded") or 0), full=True)
+                                amount_cents=_cents(obj.get("amount_refunded")), full=True)
 
     # -- refunds -----------------------------------------------------------------------------
     def refund(self, rescue_id: str, amount_cents: int | None, key: str | None, by: str) -> dict[str, Any]:
@@ -297,3 +314,13 @@ class Payments:
                                           "updated_at": {"$gt": now_ms() - RATING_WINDOW_MS}})
                     .sort([("created_at", -1)]).limit(1))
         return docs[0] if docs else None
+
+
+def _text(value: Any) -> str | None:
+    """Stripe ids are strings; anything else in a signed-but-odd event counts as missing."""
+    return value[:255] if isinstance(value, str) and value else None
+
+
+def _cents(value: Any) -> int:
+    """Amounts are integer cents; anything else (or beyond any real amount) counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else 0

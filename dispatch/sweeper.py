@@ -21,6 +21,8 @@ PENDING_TEXT_MS = 15_000
 # A send gives up after 10 s (dispatch.twilio_gateway); three times that and its worker is gone.
 SENDING_STUCK_MS = 30_000
 DRIVER_STUCK_MS = 30_000
+LINK_OVERDUE_MS = 20_000  # the link job takes milliseconds; 20 s means it died
+INBOUND_STUCK_MS = 30_000
 BATCH = 200
 
 
@@ -31,7 +33,8 @@ class Sweeper:
     def sweep(self) -> dict[str, int]:
         svc, db, now = self.svc, self.svc.db, now_ms()
         counts = {"geo_rebuilt": 0, "offers_expired": 0, "accepting_resolved": 0, "drivers_freed": 0,
-                  "rescues_redriven": 0, "texts_requeued": 0, "texts_reconciled": 0}
+                  "rescues_redriven": 0, "texts_requeued": 0, "texts_reconciled": 0, "links_redriven": 0,
+                  "inbound_redriven": 0}
         if not svc.redis.exists("geo:drivers:built"):
             svc.geo.rebuild()
             counts["geo_rebuilt"] = 1
@@ -46,6 +49,16 @@ class Sweeper:
             if not db.offers.count_documents({"rescue_id": rescue["_id"], "status": {"$in": ["open", "accepting"]}}):
                 svc.jobs.now("dispatch_rescue", rescue["_id"])
                 counts["rescues_redriven"] += 1
+        # A completed rescue whose payment-link job died with its worker.
+        for rescue in db.rescues.find({"status": "completed", "payment_status": "none",
+                                       "updated_at": {"$lt": now - LINK_OVERDUE_MS}}, {"_id": 1}).limit(BATCH):
+            svc.jobs.payment_link(rescue["_id"])
+            counts["links_redriven"] += 1
+        # Inbound texts recorded but not applied (the apply job was lost with Redis).
+        for msg in db.messages.find({"direction": "in", "processed": False,
+                                     "created_at": {"$lt": now - INBOUND_STUCK_MS}}, {"_id": 1}).limit(BATCH):
+            svc.jobs.now("conversations.jobs.apply_inbound", msg["_id"])
+            counts["inbound_redriven"] += 1
         counts["texts_requeued"] = svc.outbox.requeue_pending(now - PENDING_TEXT_MS)
         for msg in db.messages.find({"direction": "out", "status": "sending",
                                      "claimed_at": {"$lt": now - SENDING_STUCK_MS}}).limit(BATCH):

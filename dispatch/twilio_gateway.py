@@ -13,6 +13,7 @@ from dispatch.config import Settings
 from dispatch.messaging import NEVER_RETRY_CODES, SendFailed
 
 SEND_TIMEOUT_SECONDS = 10
+CLOCK_SKEW_SECONDS = 5
 
 
 class _BaseUrlHttpClient(TwilioHttpClient):
@@ -59,19 +60,16 @@ class TwilioSender:
         except OSError as exc:
             raise SendFailed(str(exc), code=None, transient=True) from exc
 
-    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
+    def find_sent(self, to: str, body: str, since_ms: int) -> list[str]:
         # Twilio filters DateSent by day; the day before covers a send just after midnight.
         since = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(days=1)
+        # Only a text created after this one was claimed can be it (less a little clock skew).
+        claimed = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(seconds=CLOCK_SKEW_SECONDS)
         try:
-            # Only a text created after this one was claimed can be it (less a minute of clock skew).
-            claimed = datetime.fromtimestamp(since_ms / 1000, tz=timezone.utc) - timedelta(minutes=1)
-            for message in self._client.messages.list(to=to, date_sent_after=since, limit=50):
-                created = message.date_created
-                if message.body == body and (created is None or created >= claimed):
-                    return message.sid
+            return [m.sid for m in self._client.messages.list(to=to, date_sent_after=since, limit=50)
+                    if m.body == body and (m.date_created is None or m.date_created >= claimed)]
         except (TwilioException, OSError) as exc:
             raise SendFailed(str(exc), code=None, transient=True) from exc
-        return None
 
 
 class SandboxSender:
@@ -80,5 +78,5 @@ class SandboxSender:
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         return f"SANDBOX{uuid.uuid4().hex}"
 
-    def find_sent(self, to: str, body: str, since_ms: int) -> str | None:
-        return None  # nothing leaves the machine, so a half-done send is simply done again
+    def find_sent(self, to: str, body: str, since_ms: int) -> list[str]:
+        return []  # nothing leaves the machine, so a half-done send is simply done again

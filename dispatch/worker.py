@@ -21,10 +21,17 @@ from dispatch.logs import setup_logging
 log = structlog.get_logger(__name__)
 
 
+HEARTBEAT_KEY = "workers:heartbeat"
+# RQ retakes a dead scheduler's lock only during maintenance (every 10 min by default): after a
+# worker is killed, timers and retry back-offs would stall that long.
+MAINTENANCE_SECONDS = 30
+
+
 class Worker(SimpleWorker):
     def __init__(self, *args, **kwargs) -> None:
         self._settings = load_settings()
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
         super().__init__(*args, **kwargs)
 
     def execute_job(self, job, queue):
@@ -44,6 +51,9 @@ class Worker(SimpleWorker):
             time.sleep(interval)
             try:
                 svc = worker_services()
+                # Liveness for /healthz that survives Redis losing RQ's own worker keys.
+                svc.redis.zadd(HEARTBEAT_KEY, {self.name: time.time()})
+                svc.redis.zremrangebyscore(HEARTBEAT_KEY, 0, time.time() - 3600)
                 if svc.redis.set("lock:sweeper", self.name, nx=True, px=int(interval * 900)):
                     svc.sweeper.sweep()
             except Exception:
