@@ -76,13 +76,17 @@ class Engine:
     def defer(self, msg: Inbound) -> None:
         """The number's previous message is still being applied and the webhook cannot wait:
         record this one now (nothing is lost) and apply it in a job once the lock is free."""
+        record = self.keep(msg)
+        if record and not record.get("processed"):
+            self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
+            log.info("inbound_deferred", phone=mask(record["phone"]), sid=msg.sid)
+
+    def keep(self, msg: Inbound) -> dict[str, Any] | None:
+        """Record an inbound text unapplied; the sweeper applies whatever stays that way."""
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
-            return
-        record = self._record_inbound(key, msg, words.clean(msg.body), status="deferred", processed=False)
-        if not record.get("processed"):
-            self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
-            log.info("inbound_deferred", phone=mask(key), sid=msg.sid)
+            return None
+        return self._record_inbound(key, msg, words.clean(msg.body), status="deferred", processed=False)
 
     def apply_recorded(self, message_id: str) -> str:
         doc = self.svc.db.messages.find_one({"_id": message_id, "direction": "in"})

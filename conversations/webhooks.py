@@ -81,7 +81,14 @@ def inbound_sms():
         engine.receive(msg)
     except PhoneBusy:
         engine.defer(msg)  # Twilio does not redeliver on 5xx: keep it and apply it in turn
-    except (PyMongoError, RedisError) as exc:
+    except RedisError as exc:
+        # MongoDB is the record: keep the text there; the sweeper applies it once Redis is back.
+        log.error("redis_unavailable", error=type(exc).__name__, sid=sid)
+        try:
+            engine.keep(msg)
+        except PyMongoError:
+            return plain("temporarily unavailable; retry", 503)
+    except PyMongoError as exc:
         log.error("store_unavailable", error=type(exc).__name__, sid=sid)
         return plain("temporarily unavailable; retry", 503)
     return twiml()

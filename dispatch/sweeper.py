@@ -22,7 +22,8 @@ PENDING_TEXT_MS = 15_000
 SENDING_STUCK_MS = 30_000
 DRIVER_STUCK_MS = 30_000
 LINK_OVERDUE_MS = 20_000  # the link job takes milliseconds; 20 s means it died
-INBOUND_STUCK_MS = 30_000
+# An unapplied inbound text older than this lost its job (or came in while Redis was down).
+INBOUND_STUCK_MS = 5_000
 BATCH = 200
 
 
