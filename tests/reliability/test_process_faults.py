@@ -503,8 +503,9 @@ def test_healthz_still_sees_the_workers_after_redis_keys_are_lost(phone, live_se
 
 def test_sms_and_voice_retried_after_a_redis_outage_apply_once(phone, live_service, services, settings, fake_twilio,
                                                                table):
-    """Redis unreachable (a real client pointed at a closed port): the webhooks answer 503
-    and change nothing; the retry once Redis is back applies exactly once."""
+    """Redis unreachable (a real client pointed at a closed port): the SMS webhook keeps the
+    text in MongoDB and answers 200 (the sweeper applies it once Redis is back); the voice
+    webhook answers 503 and changes nothing. Either way the text is applied exactly once."""
     down = create_app(services=Services(settings, services.db, _unreachable_redis())).test_client()
     rider = phone()
     sms = sms_params(rider.number, "flat tire at Union Square")
@@ -532,7 +533,7 @@ def test_sms_and_voice_retried_after_a_redis_outage_apply_once(phone, live_servi
     table.record("Redis unreachable during Twilio webhooks",
                  "SMS and voice webhooks answered by an app whose Redis is a closed port, then redelivered",
                  times=2, expected=expected, lost=lost, duplicated=duplicated,
-                 counted="503 with nothing stored, then one record and one reply")
+                 counted="503 with nothing stored (voice) or 200 with the text kept (SMS), then one record and one reply")
     table.figure("Redis unreachable", f"the SMS and voice webhooks answered {first['/twilio/sms']} and "
                  f"{first['/twilio/voice']}: a 503 relies on a redelivery, which Twilio makes for messaging "
                  f"webhooks only when the URL asks for it (connection override rp=5xx)")
