@@ -11,31 +11,20 @@ jobs started by these tests (dispatch_rescue after a driver goes online) never r
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import uuid
 
 import pytest
-import rq
 
 from dispatch.clock import now_ms
 from dispatch.config import ServiceArea
-from dispatch.geo import Point
 from dispatch.matching import (GEO_BUILT_KEY, GEO_KEY, LOCATION_FRESH_MS, RADIUS_STEPS_KM, TIE_KM,
                                Candidate, rank)
 from dispatch.services import Services
-from tests.conftest import new_number
+from tests.dispatch.ground import BASE_LAT, Area, purge_queue
 
-BASE_LAT, BASE_LNG = 30.0, -100.0  # south Texas; other test modules use other longitudes
-KM_PER_DEG_LAT = 6371.009 * math.pi / 180  # great-circle km per degree along a meridian
-_areas = itertools.count()
+BASE_LNG = -100.0  # south Texas; other test modules use other longitudes
 
 
-def purge_queue(queue: rq.Queue) -> None:
-    for registry in (queue.scheduled_job_registry, queue.deferred_job_registry):
-        for job_id in registry.get_job_ids():
-            registry.remove(job_id, delete_job=True)
-    queue.delete(delete_jobs=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,44 +37,11 @@ def svc(services, settings):
     purge_queue(own.queue)
 
 
-class Area:
-    """A patch of ground of this test's own, with helpers to put drivers on it."""
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.lat, self.lng = BASE_LAT + 0.6 * next(_areas), BASE_LNG
-        self.driver_ids: list[str] = []
-
-    def at(self, north_km: float = 0.0, east_km: float = 0.0) -> tuple[float, float]:
-        return (self.lat + north_km / KM_PER_DEG_LAT,
-                self.lng + east_km / (KM_PER_DEG_LAT * math.cos(math.radians(self.lat))))
-
-    def driver(self, north_km: float = 0.0, east_km: float = 0.0, online: bool = True) -> dict:
-        svc = self.svc
-        doc = svc.drivers.register(new_number(), f"Match {uuid.uuid4().hex[:4]}", "Cargo van")
-        self.driver_ids.append(doc["_id"])
-        lat, lng = self.at(north_km, east_km)
-        svc.dispatcher.update_location(doc, Point(lat, lng, "test spot"))
-        if online:
-            svc.dispatcher.go_online(svc.drivers.get(doc["_id"]))
-        return svc.drivers.get(doc["_id"])
-
-    def candidates(self, excluded: set[str] | None = None) -> list[Candidate]:
-        return self.svc.geo.candidates(self.lat, self.lng, excluded or set())
-
-    def indexed(self, driver_id: str) -> bool:
-        return self.svc.redis.zscore(GEO_KEY, driver_id) is not None
-
-    def cleanup(self) -> None:
-        for driver_id in self.driver_ids:
-            self.svc.db.drivers.update_one({"_id": driver_id}, {"$set": {
-                "status": "offline", "offer_id": None, "rescue_id": None, "updated_at": now_ms()}})
-            self.svc.geo.remove(driver_id)
 
 
 @pytest.fixture
 def area(svc):
-    a = Area(svc)
+    a = Area(svc, BASE_LNG)
     yield a
     a.cleanup()
 

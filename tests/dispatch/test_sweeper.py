@@ -14,8 +14,6 @@ the sweep must leave, which holds whichever sweeper got there first, and not the
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import time
 import uuid
 
@@ -25,25 +23,17 @@ from rq.job import Job
 
 from dispatch.clock import now_ms
 from dispatch.config import ServiceArea
-from dispatch.dispatcher import DispatchError
-from dispatch.geo import Point
 from dispatch.matching import GEO_KEY
 from dispatch.messaging import STATUS_RANK
 from dispatch.rescues import Rescue
 from dispatch.services import Services
 from dispatch.sweeper import (DRIVER_STUCK_MS, EXPIRY_GRACE_MS, PENDING_TEXT_MS, SENDING_STUCK_MS)
 from tests.conftest import new_number
+from tests.dispatch.ground import BASE_LAT, Area, purge_queue
 
-BASE_LAT, BASE_LNG = 30.0, -108.0  # New Mexico; other test modules use other longitudes
-KM_PER_DEG_LAT = 6371.009 * math.pi / 180
-_areas = itertools.count()
+BASE_LNG = -108.0  # New Mexico; other test modules use other longitudes
 
 
-def purge_queue(queue: rq.Queue) -> None:
-    for registry in (queue.scheduled_job_registry, queue.deferred_job_registry):
-        for job_id in registry.get_job_ids():
-            registry.remove(job_id, delete_job=True)
-    queue.delete(delete_jobs=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,59 +46,11 @@ def svc(services, settings):
     purge_queue(own.queue)
 
 
-class Area:
-    def __init__(self, svc: Services) -> None:
-        self.svc, self.db = svc, svc.db
-        self.lat, self.lng = BASE_LAT + 0.6 * next(_areas), BASE_LNG
-        self.driver_ids: list[str] = []
-        self.rescue_ids: list[str] = []
-        self.phones: list[str] = []
-
-    def at(self, north_km: float = 0.0) -> tuple[float, float]:
-        return self.lat + north_km / KM_PER_DEG_LAT, self.lng
-
-    def driver(self, north_km: float = 0.0) -> dict:
-        doc = self.svc.drivers.register(new_number(), f"Sweep {uuid.uuid4().hex[:4]}", "Cargo van")
-        self.driver_ids.append(doc["_id"])
-        self.phones.append(doc["phone"])
-        self.svc.dispatcher.update_location(doc, Point(*self.at(north_km), "test spot"))
-        self.svc.dispatcher.go_online(self.svc.drivers.get(doc["_id"]))
-        return self.svc.drivers.get(doc["_id"])
-
-    def rescue(self, north_km: float = 0.0) -> Rescue:
-        lat, lng = self.at(north_km)
-        rider = new_number()
-        self.phones.append(rider)
-        rescue = self.svc.rescues.create(
-            request_key=f"test-sweeper-{uuid.uuid4().hex}", rider_phone=rider,
-            pickup={"lat": lat, "lng": lng, "label": "Test pickup"}, dropoff=None, problem="flat_tire",
-            problem_note="flat", quote_cents=2800, trip_miles=1.0, surge=1.0, channel="sms")
-        self.rescue_ids.append(rescue.id)
-        return rescue
-
-    def cleanup(self) -> None:
-        for rescue_id in self.rescue_ids:
-            try:
-                self.svc.dispatcher.cancel(rescue_id, "test", by="test")
-            except DispatchError:
-                pass
-        for driver_id in self.driver_ids:
-            self.db.drivers.update_one({"_id": driver_id}, {"$set": {
-                "status": "offline", "offer_id": None, "rescue_id": None, "updated_at": now_ms()}})
-            self.svc.geo.remove(driver_id)
-        # Send what the notifier queued for this test's people now, through the real send
-        # job, rather than leave it pending in a queue nobody serves for a live service's
-        # sweeper to send in the middle of some later test.
-        for msg in self.db.messages.find({"phone": {"$in": self.phones}, "status": "pending"}, {"_id": 1}):
-            try:
-                self.svc.delivery.deliver(msg["_id"])
-            except Exception:  # noqa: BLE001 - a transient send failure is not this test's concern
-                pass
 
 
 @pytest.fixture
 def area(svc):
-    a = Area(svc)
+    a = Area(svc, BASE_LNG)
     yield a
     a.cleanup()
 
