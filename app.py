@@ -6,7 +6,6 @@ with the scheduler, and a multi-process gunicorn web server. Ctrl-C stops it all
 """
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 import shutil
@@ -23,8 +22,10 @@ import structlog
 from flask import Flask, Response, abort, g, render_template, request
 
 from dispatch import metrics
+from dispatch.admin_auth import TooManyWrongTokens, token_ok
 from dispatch.clock import iso
 from dispatch.config import Settings, load_settings
+from dispatch.jobs import urgent_queue_name
 from dispatch.logs import setup_logging
 from dispatch.services import Services, build_services
 
@@ -76,21 +77,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.get("/metrics")
     def prometheus_metrics():
-        from dispatch.api import admin_authorised
+        from dispatch.api import admin_authorised, too_many_wrong_tokens
 
-        if not admin_authorised():
-            return {"error": "missing or wrong bearer token"}, 401
+        try:
+            if not admin_authorised():
+                return {"error": "missing or wrong bearer token"}, 401
+        except TooManyWrongTokens:
+            return too_many_wrong_tokens()
         return Response(metrics.render(app.extensions["supportcarr"]), mimetype=metrics.CONTENT_TYPE)
 
     @app.get("/sandbox/outbox")
     def sandbox_outbox():
         svc = app.extensions["supportcarr"]
-        token = svc.settings.admin_token or ""
-        given = request.args.get("token", "")
         if not svc.settings.sandbox:
             abort(404)
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            abort(401)
+        try:
+            if not token_ok(svc.redis, svc.settings.admin_token, request.args.get("token", ""), request.remote_addr,
+                            svc.settings.admin_token_tries_per_minute):
+                abort(401)
+        except TooManyWrongTokens:
+            abort(429)
         messages = svc.db.messages.find().sort("created_at", -1).limit(OUTBOX_ROWS)
         return render_template("sandbox_outbox.html", messages=list(messages))
 
@@ -271,7 +277,7 @@ def main() -> int:
         for i in range(RQ_WORKERS):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
-                                     settings.queue_name], env, restart=True)
+                                     urgent_queue_name(settings.queue_name), settings.queue_name], env, restart=True)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
                           "--graceful-timeout", "5", "app:app"], env, restart=True)

@@ -145,7 +145,8 @@ class Stack:
             cmd.append("--with-scheduler")
         if burst:
             cmd.append("--burst")
-        cmd.append(env.get("RQ_QUEUE", "default"))
+        name = env.get("RQ_QUEUE", "default")
+        cmd += [f"{name}-urgent", name]  # as the Procfile: the urgent queue first
         return self.spawn(cmd, env, log_name)
 
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:

@@ -130,12 +130,35 @@ def main() -> int:
         import redis
         from rq import Queue
 
-        queue = Queue("default", connection=redis.Redis.from_url(env["REDIS_URL"]))
+        from collections import Counter
+
+        from rq.job import Job
+
+        conn = redis.Redis.from_url(env["REDIS_URL"])
+        queues = [Queue("default-urgent", connection=conn), Queue("default", connection=conn)]
         depth = []
+        # Finished jobs are kept 60 s (RESULT_TTL): note each one's function while it is there.
+        seen_jobs: set[str] = set()
+        by_func: Counter = Counter()
+        counting = threading.Event()
+
+        def note_finished() -> None:
+            for q in queues:
+                new = [i for i in q.finished_job_registry.get_job_ids() if i not in seen_jobs]
+                seen_jobs.update(new)
+                if counting.is_set():
+                    for k in range(0, len(new), 500):
+                        for job in Job.fetch_many(new[k:k + 500], connection=conn):
+                            if job is not None:
+                                by_func[job.func_name.rsplit(".", 1)[-1]] += 1
 
         def watch_queue() -> None:
+            tick = 0
             while not stop.is_set():
-                depth.append(queue.count)
+                depth.append(sum(q.count for q in queues))
+                if tick % 8 == 0:
+                    note_finished()
+                tick += 1
                 time.sleep(0.25)
 
         threading.Thread(target=watch_offers, daemon=True).start()
@@ -158,7 +181,8 @@ def main() -> int:
             return total
 
         cpu_before, wall_before = service_cpu(), time.time()
-        ids_before = set(queue.finished_job_registry.get_job_ids())
+        note_finished()
+        counting.set()
 
         # The window: one "Y" every window/N seconds.
         y_at: dict[str, float] = {}
@@ -194,17 +218,8 @@ def main() -> int:
             time.sleep(0.1)
         stop.set()
         cpu_used, wall_used = service_cpu() - cpu_before, time.time() - wall_before
-        from collections import Counter
-
-        from rq.job import Job
-
-        new_ids = [i for i in queue.finished_job_registry.get_job_ids() if i not in ids_before]
-        by_func: Counter = Counter()
-        for k in range(0, len(new_ids), 500):
-            for job in Job.fetch_many(new_ids[k:k + 500], connection=queue.connection):
-                if job is not None:
-                    by_func[job.func_name.rsplit(".", 1)[-1]] += 1
-        jobs_run = len(new_ids)
+        note_finished()
+        jobs_run = sum(by_func.values())
         offered = [r for r in riders if code_of.get(r) in first_offer]
         lags = [first_offer[code_of[r]] - y_at[r] for r in offered]
         first_y = min(y_at.values())

@@ -14,8 +14,8 @@ same queue and workers; their return value is when they actually ran.
 
 `--backlog N --twilio-delay 0.2` adds a send backlog: N texts queued through the app's
 `Outbox.queue_text` just after the rescues are booked, to a Twilio that takes 200 ms a
-send. Expiry jobs share the one RQ queue with the send jobs, so this shows how late an
-expiry gets behind a queue of slow sends.
+send. Expiry jobs go to the urgent queue that workers drain first, and sends are batched
+on a thread pool, so this shows whether an expiry still gets late behind slow sends.
 
     .venv/bin/python bench/expiry_precision.py [--timeout 3] [--expiries 40] [--rescues 8] [--drivers 12]
     .venv/bin/python bench/expiry_precision.py --backlog 100 --twilio-delay 0.2
@@ -63,7 +63,7 @@ def main() -> int:
         from rq import Queue
 
         db = pymongo.MongoClient(env["MONGO_URL"])["supportcarr"]
-        queue = Queue("default", connection=redis.Redis.from_url(env["REDIS_URL"]))
+        queue = Queue("default-urgent", connection=redis.Redis.from_url(env["REDIS_URL"]))  # where expiries go
         rng = random.Random(3)
         t_start = time.time()
         for i in range(args.rescues):

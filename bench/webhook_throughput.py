@@ -63,14 +63,17 @@ def drain(stack: Stack, env: dict[str, str], timeout: float = 600) -> tuple[int,
     import redis
     from rq import Queue
 
-    q = Queue(env.get("RQ_QUEUE", "default"), connection=redis.Redis.from_url(env["REDIS_URL"]))
+    conn = redis.Redis.from_url(env["REDIS_URL"])
+    name = env.get("RQ_QUEUE", "default")
+    queues = [Queue(f"{name}-urgent", connection=conn), Queue(name, connection=conn)]
     before, t0 = len(stack.fake.sent), time.time()
     last_count, last_change = before, time.time()
     while time.time() - t0 < timeout:
         count = len(stack.fake.sent)
         if count != last_count:
             last_count, last_change = count, time.time()
-        if q.count == 0 and q.started_job_registry.count == 0 and time.time() - last_change > 0.5:
+        if all(q.count == 0 and q.started_job_registry.count == 0 for q in queues) and \
+                time.time() - last_change > 0.5:
             break
         time.sleep(0.05)
     return last_count - before, max(1e-9, last_change - t0)

@@ -1,13 +1,14 @@
 """The conversation engine: inbound message in, flow step, effects applied, replies out.
 
-Order of work for one inbound text (all under the sender's lock):
-record it (idempotent on MessageSid) -> carrier keywords -> the flow for the sender's
-role -> apply the effects, each idempotent on a key derived from the MessageSid ->
-save the conversation -> mark the message processed. A delivery retried after a crash
+Order of work for one inbound text: the webhook records it (idempotent on MessageSid) and
+queues a job; the job, under the sender's lock, runs carrier keywords -> the flow for the
+sender's role -> applies the effects, each idempotent on a key derived from the MessageSid
+-> saves the conversation -> marks the message processed. A job retried after a crash
 anywhere in that sequence redoes it without doubling any effect.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,11 @@ import structlog
 from pymongo.errors import DuplicateKeyError
 
 from conversations.guards import over_rate_limit, phone_lock
-from conversations.jobs import APPLY_INBOUND, APPLY_RETRY
+from conversations.jobs import APPLY_RETRY
 from conversations.store import ConversationStore
 from dispatch.clock import now_ms
 from dispatch.dispatcher import DispatchError, Outcome
+from dispatch.jobs import APPLY_INBOUND
 from dispatch.geo import Point
 from dispatch.metrics import MESSAGES_IN, outcome_label
 from dispatch.payments import PaymentError
@@ -34,7 +36,7 @@ from flows.effects import (CancelRescue, CreateRescue, DriverCommand, FlowContex
 
 log = structlog.get_logger(__name__)
 
-DEFERRED_LOCK_WAIT_SECONDS = 60.0
+JOB_LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -64,77 +66,96 @@ class Engine:
         self.svc = svc
         self.conversations = ConversationStore(svc.db)
 
-    def receive(self, msg: Inbound) -> str:
-        """Apply one inbound text; returns what happened (for logs and tests)."""
-        return self._receive(msg)[0]
-
-    def voice_step(self, caller: str, step_key: str, said: str) -> StepOutcome | None:
-        """One answer in a voice intake: the rider flow exactly as for a text, in the same
-        conversation, but answered by the caller's TwiML instead of SMS replies."""
-        return self._receive(Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel="voice"))[1]
-
-    def defer(self, msg: Inbound) -> None:
-        """The number's previous message is still being applied and the webhook cannot wait:
-        record this one now (nothing is lost) and apply it in a job once the lock is free."""
-        record = self.keep(msg)
-        if record and not record.get("processed"):
-            self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
-            log.info("inbound_deferred", phone=mask(record["phone"]), sid=msg.sid)
-
-    def keep(self, msg: Inbound) -> dict[str, Any] | None:
-        """Record an inbound text unapplied; the sweeper applies whatever stays that way."""
-        key = sender_key(msg.sender, self.svc.settings.default_region)
-        if key is None:
-            return None
-        return self._record_inbound(key, msg, words.clean(msg.body), status="deferred", processed=False)
-
-    def apply_recorded(self, message_id: str) -> str:
-        doc = self.svc.db.messages.find_one({"_id": message_id, "direction": "in"})
-        if doc is None or doc.get("processed"):
-            return "done"
-        msg = Inbound(sid=doc["twilio_sid"], sender=doc["phone"], body=doc["body"], channel=doc.get("channel", "sms"),
-                      media=list(doc.get("media") or []))
-        return self._receive(msg, wait=DEFERRED_LOCK_WAIT_SECONDS, count=False)[0]
-
-    def _receive(self, msg: Inbound, wait: float | None = None, count: bool = True) -> tuple[str, StepOutcome | None]:
+    def accept(self, msg: Inbound) -> str:
+        """The webhook's whole part: record the text once (MongoDB is the record) and queue
+        its step. Answering Twilio never waits on a flow, a lock or the number's previous
+        text; replies go out by SMS jobs anyway. If Redis is down the job is not queued and
+        the sweeper applies the text once it is back."""
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
             return "no-sender"
-        body = words.clean(msg.body)
-        s = self.svc.settings
-        if count and over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds):
-            self._record_inbound(key, msg, body, status="rate_limited", processed=True)
-            log.warning("inbound_rate_limited", phone=mask(key))
-            return "rate-limited", None
-        with phone_lock(self.svc.redis, key, wait or s.phone_lock_wait_seconds):
-            record = self._record_inbound(key, msg, body, status="received", processed=False)
+        record, new = self._record_inbound(key, msg, words.clean(msg.body))
+        if not new:
+            log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
+            return "duplicate"
+        self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
+        return "queued"
+
+    def apply_recorded(self, message_id: str) -> str:
+        """Apply a recorded text, and before it every earlier unapplied text from the same
+        number, in arrival order, under the number's lock: two workers picking up two texts
+        from one rider still apply them one at a time and in order."""
+        doc = self.svc.db.messages.find_one({"_id": message_id, "direction": "in"})
+        if doc is None or doc.get("processed"):
+            return "done"
+        outcome = "done"
+        with phone_lock(self.svc.redis, doc["phone"], JOB_LOCK_WAIT_SECONDS):
+            waiting = self.svc.db.messages.find({"phone": doc["phone"], "direction": "in", "channel": "sms",
+                                                 "processed": False}).sort([("seq", 1)])
+            for pending in list(waiting):
+                if pending.get("seq", 0) > doc.get("seq", 0):
+                    break  # later texts are applied by their own jobs, after this one
+                result = self._apply_recorded(pending)
+                if pending["_id"] == message_id:
+                    outcome = result
+        return outcome
+
+    def voice_step(self, caller: str, step_key: str, said: str) -> StepOutcome | None:
+        """One answer in a voice intake: the rider flow exactly as for a text, in the same
+        conversation, but answered by the caller's TwiML instead of SMS replies. None when
+        the caller is over the flood limit."""
+        key = sender_key(caller, self.svc.settings.default_region)
+        if key is None:
+            return None
+        msg = Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel="voice")
+        with phone_lock(self.svc.redis, key, self.svc.settings.phone_lock_wait_seconds):
+            record, _ = self._record_inbound(key, msg, words.clean(said))
             if record.get("processed"):
-                log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
                 convo = self.conversations.load(key, role="rider")
-                return "duplicate", StepOutcome(convo.state, convo.data)
-            if msg.channel == "voice":  # no carrier keywords: a caller saying "stop" means no harm
-                step = self._rider_step(key, msg.sid, body, channel="voice")
-                outcome = f"rider:{step.state}"
-            else:
-                step, outcome = None, self._apply(key, msg.sid, body)
-            self.svc.db.messages.update_one({"_id": record["_id"]},
-                                            {"$set": {"processed": True, "status": outcome,
-                                                      "updated_at": now_ms()}})
-        MESSAGES_IN.labels(msg.channel, outcome_label(outcome)).inc()
-        log.info("inbound_applied", phone=mask(key), sid=msg.sid, outcome=outcome, channel=msg.channel)
-        return outcome, step
+                return StepOutcome(convo.state, convo.data)
+            if self._flooded(key):
+                self._finish(record, "rate-limited")
+                return None
+            # no carrier keywords by voice: a caller saying "stop" means no harm
+            step = self._rider_step(key, msg.sid, record["body"], channel="voice")
+            self._finish(record, f"rider:{step.state}")
+            return step
 
     # -- steps ---------------------------------------------------------------------------
-    def _record_inbound(self, key: str, msg: Inbound, body: str, *, status: str,
-                        processed: bool) -> dict[str, Any]:
+    def _apply_recorded(self, record: dict[str, Any]) -> str:
+        key = record["phone"]
+        if self._flooded(key):
+            outcome = "rate-limited"
+            log.warning("inbound_rate_limited", phone=mask(key))
+        else:
+            outcome = self._apply(key, record["twilio_sid"], record["body"])
+        self._finish(record, outcome)
+        return outcome
+
+    def _flooded(self, key: str) -> bool:
+        s = self.svc.settings
+        return over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds)
+
+    def _finish(self, record: dict[str, Any], outcome: str) -> None:
+        status = "rate_limited" if outcome == "rate-limited" else outcome
+        self.svc.db.messages.update_one({"_id": record["_id"]},
+                                        {"$set": {"processed": True, "status": status, "updated_at": now_ms()}})
+        MESSAGES_IN.labels(record.get("channel", "sms"), outcome_label(outcome)).inc()
+        log.info("inbound_applied", phone=mask(record["phone"]), sid=record["twilio_sid"], outcome=outcome,
+                 channel=record.get("channel", "sms"))
+
+    def _record_inbound(self, key: str, msg: Inbound, body: str) -> tuple[dict[str, Any], bool]:
+        """(the record, whether it is new). `seq` orders a number's texts as they arrived."""
+        now = now_ms()
         doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": "in", "phone": key,
                "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
-               "status": status, "processed": processed, "created_at": now_ms(), "updated_at": now_ms()}
+               "status": "received", "processed": False, "seq": time.time_ns(), "created_at": now,
+               "updated_at": now}
         try:
             self.svc.db.messages.insert_one(doc)
-            return doc
+            return doc, True
         except DuplicateKeyError:
-            return self.svc.db.messages.find_one({"key": doc["key"]})
+            return self.svc.db.messages.find_one({"key": doc["key"]}), False
 
     def _apply(self, key: str, sid: str, body: str) -> str:
         normal = words.normalise(body)

@@ -8,7 +8,9 @@ from typing import Iterator
 
 from redis import Redis
 
-LOCK_TTL_SECONDS = 30
+# A step takes milliseconds (seconds with a slow geocoder); a process killed holding the
+# lock blocks that number until the TTL runs out.
+LOCK_TTL_SECONDS = 15
 _held = threading.local()  # keys this thread holds: a voice step calls the engine under its lock
 
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from rq import Retry
 
-APPLY_INBOUND = "conversations.jobs.apply_inbound"
 APPLY_RETRY = Retry(max=5, interval=[2, 5, 10, 30, 60])
 
 
 def apply_inbound(message_id: str) -> str:
-    """An inbound text whose webhook could not wait for its number's lock, applied in turn."""
+    """One inbound text's conversation step (the webhook only records and queues it)."""
     from conversations.engine import Engine
     from dispatch.services import worker_services
 

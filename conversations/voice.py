@@ -81,8 +81,14 @@ def once_per_step(view):
         except PhoneBusy:
             return plain("busy with this caller's previous step; retry", 503)
         except (PyMongoError, RedisError) as exc:
+            # Twilio would answer a 5xx with its own "application error" and hang up (it does not
+            # retry a call): say it in our words and send the caller to SMS, which keeps a text
+            # in MongoDB through a Redis outage.
             log.error("store_unavailable", error=type(exc).__name__)
-            return plain("temporarily unavailable; retry", 503)
+            response = VoiceResponse()
+            response.say(speak("trouble"))
+            response.hangup()
+            return xml(response)
 
     return twilio_signed(wrapper)
 

@@ -7,12 +7,10 @@ from functools import wraps
 import structlog
 from flask import Blueprint, Response, current_app, request
 from pymongo.errors import PyMongoError
-from redis.exceptions import RedisError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from conversations.engine import Engine, Inbound
-from conversations.guards import PhoneBusy
 from dispatch.messaging import record_status
 
 log = structlog.get_logger(__name__)
@@ -76,20 +74,10 @@ def inbound_sms():
     if not sender.strip():
         return plain("From missing", 400)
     msg = Inbound(sid=sid, sender=sender, body=form.get("Body") or "", media=_media(form))
-    engine = Engine(services())
     try:
-        engine.receive(msg)
-    except PhoneBusy:
-        engine.defer(msg)  # Twilio does not redeliver on 5xx: keep it and apply it in turn
-    except RedisError as exc:
-        # MongoDB is the record: keep the text there; the sweeper applies it once Redis is back.
-        log.error("redis_unavailable", error=type(exc).__name__, sid=sid)
-        try:
-            engine.keep(msg)
-        except PyMongoError:
-            return plain("temporarily unavailable; retry", 503)
-    except PyMongoError as exc:
-        log.error("store_unavailable", error=type(exc).__name__, sid=sid)
+        Engine(services()).accept(msg)
+    except PyMongoError as exc:  # nothing recorded: Twilio's retry (on a dropped connection) or
+        log.error("store_unavailable", error=type(exc).__name__, sid=sid)  # its error log
         return plain("temporarily unavailable; retry", 503)
     return twiml()
 

@@ -1,7 +1,6 @@
 """Admin JSON API (PRODUCT.md §3): a thin translation between HTTP and the stores."""
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from typing import Any
@@ -11,6 +10,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from dispatch import board
+from dispatch.admin_auth import TooManyWrongTokens, token_ok
 from dispatch.dispatcher import DispatchError
 from dispatch.openapi import OPENAPI
 from dispatch.drivers import NAME_MAX, VEHICLE_MAX, DuplicateDriver, driver_json
@@ -41,22 +41,30 @@ def error(message: str, status: int, **extra: Any):
 
 
 def admin_authorised() -> bool:
-    """Constant-time comparison of the bearer token."""
-    token = services().settings.admin_token
+    """The bearer token (raises TooManyWrongTokens for an address that guessed too often)."""
+    svc = services()
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else ""
-    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+    return token_ok(svc.redis, svc.settings.admin_token, given, request.remote_addr,
+                    svc.settings.admin_token_tries_per_minute)
+
+
+def too_many_wrong_tokens():
+    return error("too many wrong tokens from this address; wait a minute", 429)
 
 
 @api.before_request
 def require_admin():
     """The bearer token, or the status page's session (with its CSRF token on changes)."""
-    if admin_authorised():
-        return None
-    if logged_in():
+    if logged_in() and "Authorization" not in request.headers:
         if request.method in ("GET", "HEAD") or csrf_ok():
             return None
         return error("missing or wrong CSRF token", 403)
+    try:
+        if admin_authorised():
+            return None
+    except TooManyWrongTokens:
+        return too_many_wrong_tokens()
     return error("missing or wrong bearer token", 401)
 
 

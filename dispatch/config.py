@@ -72,6 +72,8 @@ class Settings:
     # Per-number inbound flood guard: at most this many texts per window.
     inbound_rate_limit: int = 20
     inbound_rate_window_seconds: int = 60
+    # Wrong admin tokens one client address may try per minute before it is refused (429).
+    admin_token_tries_per_minute: int = 10
     # How long a message from one number waits for the previous one from that number.
     phone_lock_wait_seconds: float = 8.0
 
@@ -156,6 +158,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         inbound_rate_limit=int(get("INBOUND_RATE_LIMIT", "20")),
         inbound_rate_window_seconds=int(get("INBOUND_RATE_WINDOW_SECONDS", "60")),
         phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
+        admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
     )
     if settings.production:
         missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),

@@ -2,53 +2,104 @@
 
 Every job may run twice (a worker killed mid-job is retried), so each is idempotent: it
 re-reads MongoDB and acts only if the work is still to be done.
+
+Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry)
+before `<RQ_QUEUE>` (texts out, payment links), so a backlog of sends never delays an
+offer or its expiry. A conversation step's job id is derived from its message, so the
+sweeper can tell whether it is still waiting before it re-drives it. (Jobs that may be
+enqueued again while they run, such as dispatch, keep random ids: RQ deletes a finished
+job's hash by id, which would orphan a second copy queued under the same id.)
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
 log = structlog.get_logger(__name__)
 
 SEND_RETRY_INTERVALS = [1, 3, 10, 30, 60]
 PAYMENT_RETRY_INTERVALS = [2, 5, 15, 60, 300]
-RESULT_TTL = 3600
+RESULT_TTL = 60  # results are only for a look at recent jobs; an hour cost Redis ~33 KB per conversation
 FAILURE_TTL = 7 * 24 * 3600
+APPLY_INBOUND = "conversations.jobs.apply_inbound"
+URGENT = {APPLY_INBOUND, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer"}
+# A step takes milliseconds; one "started" longer probably lost its worker. If not, the
+# second copy only waits for the number's lock and finds the text applied.
+STARTED_STALE = timedelta(seconds=10)
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+
+
+def urgent_queue_name(queue_name: str) -> str:
+    return f"{queue_name}-urgent"
 
 
 class Jobs:
     """Starting background work. A Redis failure is logged, not raised: MongoDB still holds
     the state, and the sweeper starts whatever was not started."""
 
-    def __init__(self, queue: Queue) -> None:
-        self.queue = queue
+    def __init__(self, queue: Queue, urgent: Queue) -> None:
+        self.queue, self.urgent = queue, urgent
+
+    @property
+    def queues(self) -> list[Queue]:
+        """In the order workers take them."""
+        return [self.urgent, self.queue]
 
     def now(self, func: str, *args, retry: Retry | None = None) -> None:
         """`func` names a job in this module, or is a dotted path to one elsewhere."""
+        path = _path(func)
         try:
-            self.queue.enqueue(func if "." in func else f"dispatch.jobs.{func}", *args, retry=retry,
-                               result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+            self._queue(path).enqueue(path, *args, retry=retry, job_id=_job_id(path, args),
+                                      result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
 
     def later(self, seconds: float, func: str, *args) -> None:
+        path = _path(func)
         try:
-            self.queue.enqueue_in(timedelta(seconds=seconds), f"dispatch.jobs.{func}", *args,
-                                  result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, *args,
+                                         result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
+
+    def waiting(self, func: str, arg: str) -> bool:
+        """A job with a derived id is queued or running for `arg`: re-driving would repeat it."""
+        job_id = _job_id(_path(func), (arg,))
+        if job_id is None:
+            return False
+        try:
+            job = Job.fetch(job_id, connection=self.urgent.connection)
+        except Exception:  # no such job (finished, lost with Redis) or Redis unreachable
+            return False
+        status = job.get_status(refresh=False)
+        if status == JobStatus.STARTED and job.started_at:  # its worker may have been killed mid-job
+            return (datetime.now(timezone.utc) - job.started_at.replace(tzinfo=timezone.utc)) < STARTED_STALE
+        return status in WAITING
 
     def send(self, message_id: str) -> None:
         self.now("send_text", message_id,
                  retry=Retry(max=len(SEND_RETRY_INTERVALS), interval=SEND_RETRY_INTERVALS))
 
-
     def payment_link(self, rescue_id: str) -> None:
         self.now("create_payment_link", rescue_id,
                  retry=Retry(max=len(PAYMENT_RETRY_INTERVALS), interval=PAYMENT_RETRY_INTERVALS))
+
+    def _queue(self, path: str) -> Queue:
+        return self.urgent if path in URGENT else self.queue
+
+
+def _path(func: str) -> str:
+    return func if "." in func else f"dispatch.jobs.{func}"
+
+
+def _job_id(path: str, args: tuple) -> str | None:
+    if path == APPLY_INBOUND and args and str(args[0]).isalnum():
+        return f"apply-{args[0]}"
+    return None
 
 
 def _svc():
@@ -58,7 +109,7 @@ def _svc():
 
 
 def send_text(message_id: str) -> str:
-    return _svc().delivery.deliver(message_id)
+    return _svc().delivery.deliver_batch(message_id)
 
 
 def dispatch_rescue(rescue_id: str) -> str:
@@ -75,4 +126,3 @@ def sweep() -> dict:
 
 def create_payment_link(rescue_id: str) -> str:
     return _svc().payments.create_link(rescue_id)
-

@@ -61,10 +61,13 @@ class _StoreCollector:
         for status in STATUSES:
             rescues.add_metric([status], self.svc.db.rescues.count_documents({"status": status}))
         yield rescues
-        queue = self.svc.queue
-        yield GaugeMetricFamily("supportcarr_queue_depth", "Jobs waiting in the RQ queue", value=queue.count)
-        yield GaugeMetricFamily("supportcarr_failed_jobs", "Jobs in RQ's failed registry",
-                                value=queue.failed_job_registry.count)
+        depth = GaugeMetricFamily("supportcarr_queue_depth", "Jobs waiting in the RQ queue", labels=["queue"])
+        failed = GaugeMetricFamily("supportcarr_failed_jobs", "Jobs in RQ's failed registry", labels=["queue"])
+        for queue in self.svc.jobs.queues:
+            depth.add_metric([queue.name], queue.count)
+            failed.add_metric([queue.name], queue.failed_job_registry.count)
+        yield depth
+        yield failed
 
 
 def render(svc: "Services") -> bytes:

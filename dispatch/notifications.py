@@ -55,6 +55,8 @@ class Notifier:
 
     # -- handlers --------------------------------------------------------------------------
     def offer_made(self, event: Event) -> None:
+        if event.redelivered and not self.db.offers.find_one({"_id": event.data.get("offer_id"), "status": "open"}):
+            return  # an offer that ran out before its text went: texting it now would mislead
         rescue, driver = self._rescue(event), self._driver(event.data["driver_id"])
         self._text(event, "driver", driver and driver["phone"], "driver_offer", rescue=rescue,
                    distance_km=event.data["distance_km"], seconds=self.settings.offer_timeout_seconds)

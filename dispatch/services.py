@@ -13,7 +13,7 @@ from dispatch.dispatcher import Dispatcher
 from dispatch.drivers import DriverStore
 from dispatch.events import EventLog
 from dispatch.geocoding import Gazetteer, Locator, NominatimGeocoder
-from dispatch.jobs import Jobs
+from dispatch.jobs import Jobs, urgent_queue_name
 from dispatch.matching import GeoIndex
 from dispatch.messaging import Delivery, OptOuts, Outbox
 from dispatch.notifications import Notifier
@@ -30,7 +30,7 @@ class Services:
     def __init__(self, settings: Settings, db: Database, redis: redis_lib.Redis) -> None:
         self.settings, self.db, self.redis = settings, db, redis
         self.queue = Queue(settings.queue_name, connection=redis)
-        self.jobs = Jobs(self.queue)
+        self.jobs = Jobs(self.queue, Queue(urgent_queue_name(settings.queue_name), connection=redis))
         self.events = EventLog(db)
         self.rescues = RescueStore(db, self.events)
         self.drivers = DriverStore(db)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from dispatch.clock import now_ms
+from dispatch.jobs import APPLY_INBOUND
 from dispatch.rescues import SEARCHING
 
 if TYPE_CHECKING:
@@ -22,8 +23,9 @@ PENDING_TEXT_MS = 15_000
 SENDING_STUCK_MS = 30_000
 DRIVER_STUCK_MS = 30_000
 LINK_OVERDUE_MS = 20_000  # the link job takes milliseconds; 20 s means it died
-# An unapplied inbound text older than this lost its job (or came in while Redis was down).
+# An unapplied inbound text older than this with no job waiting lost it (or came in while Redis was down).
 INBOUND_STUCK_MS = 5_000
+EVENT_STUCK_MS = 5_000  # handlers take milliseconds; an event unhandled this long lost its process
 BATCH = 200
 
 
@@ -35,7 +37,7 @@ class Sweeper:
         svc, db, now = self.svc, self.svc.db, now_ms()
         counts = {"geo_rebuilt": 0, "offers_expired": 0, "accepting_resolved": 0, "drivers_freed": 0,
                   "rescues_redriven": 0, "texts_requeued": 0, "texts_reconciled": 0, "links_redriven": 0,
-                  "inbound_redriven": 0}
+                  "inbound_redriven": 0, "events_redelivered": 0}
         if not svc.redis.exists("geo:drivers:built"):
             svc.geo.rebuild()
             counts["geo_rebuilt"] = 1
@@ -55,11 +57,13 @@ class Sweeper:
                                        "updated_at": {"$lt": now - LINK_OVERDUE_MS}}, {"_id": 1}).limit(BATCH):
             svc.jobs.payment_link(rescue["_id"])
             counts["links_redriven"] += 1
-        # Inbound texts recorded but not applied (the apply job was lost with Redis).
-        for msg in db.messages.find({"direction": "in", "processed": False,
+        # Inbound texts recorded but not applied: the job was lost with Redis, or never queued.
+        for msg in db.messages.find({"direction": "in", "channel": "sms", "processed": False,
                                      "created_at": {"$lt": now - INBOUND_STUCK_MS}}, {"_id": 1}).limit(BATCH):
-            svc.jobs.now("conversations.jobs.apply_inbound", msg["_id"])
-            counts["inbound_redriven"] += 1
+            if not svc.jobs.waiting(APPLY_INBOUND, msg["_id"]):
+                svc.jobs.now(APPLY_INBOUND, msg["_id"])
+                counts["inbound_redriven"] += 1
+        counts["events_redelivered"] = svc.events.redeliver(now - EVENT_STUCK_MS)
         counts["texts_requeued"] = svc.outbox.requeue_pending(now - PENDING_TEXT_MS)
         for msg in db.messages.find({"direction": "out", "status": "sending",
                                      "claimed_at": {"$lt": now - SENDING_STUCK_MS}}).limit(BATCH):

@@ -1,6 +1,7 @@
 """The Twilio edge: the real `twilio` client (pointed at TWILIO_API_BASE) and the sandbox."""
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
@@ -40,9 +41,20 @@ def twilio_client(settings: Settings) -> Client:
 
 
 class TwilioSender:
+    """One client per thread: a send job delivers a batch on a thread pool, and the client's
+    HTTP session (and its last_request/last_response) is not safe to share."""
+
     def __init__(self, settings: Settings) -> None:
-        self._client = twilio_client(settings)
+        self._settings = settings
         self._from = settings.twilio_phone_number
+        self._local = threading.local()
+
+    @property
+    def _client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = twilio_client(self._settings)
+        return client
 
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         try:

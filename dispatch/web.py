@@ -12,13 +12,13 @@ import time
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
 
+from dispatch.admin_auth import TooManyWrongTokens, token_ok
 from dispatch.clock import iso
 from dispatch.phones import sender_key
 
 bp = Blueprint("web", __name__)
 
 SESSION_HOURS = 12
-LOGIN_ATTEMPTS_PER_MINUTE = 10
 
 
 def services():
@@ -48,15 +48,6 @@ def csrf_ok() -> bool:
     return bool(session.get("csrf")) and hmac.compare_digest(given.encode(), session["csrf"].encode())
 
 
-def _login_allowed() -> bool:
-    """Token guessing is slowed to a few tries a minute per client address."""
-    key = f"rate:login:{request.remote_addr}:{int(time.time() // 60)}"
-    redis = services().redis
-    count = redis.incr(key)
-    redis.expire(key, 120)
-    return int(count) <= LOGIN_ATTEMPTS_PER_MINUTE
-
-
 @bp.get("/login")
 def login_page():
     return render_template("login.html", csrf=csrf_token(), error=None)
@@ -66,11 +57,13 @@ def login_page():
 def login():
     if not csrf_ok():
         abort(400)
-    token = services().settings.admin_token or ""
-    given = request.form.get("token", "")
-    if not _login_allowed():
+    svc = services()
+    try:
+        ok = token_ok(svc.redis, svc.settings.admin_token, request.form.get("token", "") or " ", request.remote_addr,
+                      svc.settings.admin_token_tries_per_minute)
+    except TooManyWrongTokens:
         return render_template("login.html", csrf=csrf_token(), error="Too many attempts; wait a minute."), 429
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+    if not ok:
         return render_template("login.html", csrf=csrf_token(), error="That token is not right."), 401
     session.clear()
     session.update(admin=True, expires=time.time() + SESSION_HOURS * 3600, csrf=secrets.token_urlsafe(24))

@@ -1,8 +1,8 @@
 """The RQ worker class both the Procfile and `python app.py` run:
 
-    rq worker --with-scheduler --url $REDIS_URL --worker-class dispatch.worker.Worker default
+    rq worker --with-scheduler --url $REDIS_URL --worker-class dispatch.worker.Worker default-urgent default
 
-(`default` is RQ_QUEUE's default.) A `SimpleWorker` (no fork per job: about 3 ms to start
+(`default` is RQ_QUEUE's default; the urgent queue is listed first so it is drained first.) A `SimpleWorker` (no fork per job: about 3 ms to start
 a job instead of 10) that sets up logging and Sentry once per process, and runs the
 sweeper in a thread: every worker process has one, a Redis lock lets one sweep at a time,
 and nothing in Redis has to survive for the sweeping to go on.

@@ -24,6 +24,7 @@ from rq.job import Job
 
 from dispatch.clock import now_ms
 from dispatch.config import ServiceArea
+from dispatch.jobs import urgent_queue_name
 from dispatch.dispatcher import DispatchError
 from dispatch.matching import GEO_KEY
 from dispatch.rescues import Rescue
@@ -47,7 +48,8 @@ def svc(services, settings):
                        offer_timeout_seconds=OFFER_SECONDS, search_retry_seconds=30,
                        service_area=ServiceArea(BASE_LAT + 10, BASE_LNG, 1500.0))
     yield own
-    purge_queue(own.queue)
+    for queue in own.jobs.queues:
+        purge_queue(queue)
 
 
 
@@ -78,9 +80,12 @@ def indexed(area: Area, driver_id: str) -> bool:
     return area.svc.redis.zscore(GEO_KEY, driver_id) is not None
 
 
-def jobs(queue: rq.Queue, func: str, arg: str, scheduled: bool) -> list[Job]:
-    ids = queue.scheduled_job_registry.get_job_ids() if scheduled else queue.get_job_ids()
-    found = [j for j in Job.fetch_many(ids, connection=queue.connection) if j is not None]
+def jobs(queues: Services | rq.Queue, func: str, arg: str, scheduled: bool) -> list[Job]:
+    """Jobs waiting (or scheduled) in a queue, or in every queue of a Services."""
+    found = []
+    for queue in queues.jobs.queues if isinstance(queues, Services) else [queues]:
+        ids = queue.scheduled_job_registry.get_job_ids() if scheduled else queue.get_job_ids()
+        found += [j for j in Job.fetch_many(ids, connection=queue.connection) if j is not None]
     return [j for j in found if j.func_name == f"dispatch.jobs.{func}" and tuple(j.args) == (arg,)]
 
 
@@ -211,7 +216,7 @@ def test_decline_frees_the_driver_and_the_next_dispatch_skips_them(area):
     second = area.driver(north_km=1.5)
     rescue = area.rescue()
     offer = offered(area, first, rescue)
-    started = len(jobs(area.svc.queue, "dispatch_rescue", rescue.id, scheduled=False))
+    started = len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False))
     outcome = area.svc.dispatcher.decline(driver(area, first))
     assert outcome.template == "offer_declined" and outcome.context["code"] == rescue.code
     rendered(outcome)
@@ -219,7 +224,7 @@ def test_decline_frees_the_driver_and_the_next_dispatch_skips_them(area):
     doc = driver(area, first)
     assert doc["status"] == "available" and doc["offer_id"] is None
     assert "offer_declined" in event_types(area, rescue.id)
-    assert len(jobs(area.svc.queue, "dispatch_rescue", rescue.id, scheduled=False)) == started + 1, \
+    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == started + 1, \
         "a decline moves on at once"
     area.svc.dispatcher.dispatch(rescue.id)
     live = offers(area, rescue.id, "open")
@@ -256,12 +261,12 @@ def test_expire_before_time_reschedules_then_expires_after(area):
     near = area.driver(north_km=0.5)
     rescue = area.rescue()
     offer = offered(area, near, rescue)
-    timers = len(jobs(area.svc.queue, "expire_offer", offer["_id"], scheduled=True))
+    timers = len(jobs(area.svc, "expire_offer", offer["_id"], scheduled=True))
     assert timers >= 1, "making an offer starts its timer"
     assert area.svc.dispatcher.expire(offer["_id"]) == "early"
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "open"
     assert driver(area, near)["status"] == "offered"
-    assert len(jobs(area.svc.queue, "expire_offer", offer["_id"], scheduled=True)) == timers + 1
+    assert len(jobs(area.svc, "expire_offer", offer["_id"], scheduled=True)) == timers + 1
 
     area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"expires_at": now_ms() - 1000}})
     assert area.svc.dispatcher.expire(offer["_id"]) == "expired"
@@ -530,10 +535,10 @@ def test_search_window_passed_is_unfulfilled(area):
 
 def test_no_candidates_schedules_one_follow_up(area, settings):
     rescue = area.rescue()  # nobody on this patch of ground
-    live_queue = rq.Queue(settings.queue_name, connection=area.svc.redis)
+    live_queue = rq.Queue(urgent_queue_name(settings.queue_name), connection=area.svc.redis)
 
     def follow_ups() -> int:
-        return sum(len(jobs(q, "dispatch_rescue", rescue.id, scheduled=True)) for q in (area.svc.queue, live_queue))
+        return sum(len(jobs(q, "dispatch_rescue", rescue.id, scheduled=True)) for q in (area.svc, live_queue))
 
     assert area.svc.dispatcher.dispatch(rescue.id) == "offers:0"
     due = area.db.rescues.find_one({"_id": rescue.id})["next_dispatch_at"]

@@ -34,7 +34,8 @@ def svc(services, settings):
                                        service_area=ServiceArea(BASE_LAT + 10, BASE_LNG, 1500.0)),
                    services.db, services.redis)
     yield own
-    purge_queue(own.queue)
+    for queue in own.jobs.queues:
+        purge_queue(queue)
 
 
 

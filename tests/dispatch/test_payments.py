@@ -23,7 +23,7 @@ from rq.registry import StartedJobRegistry
 from app import create_app
 from dispatch.services import Services
 from dispatch.stripe_gateway import PaymentUnavailable
-from tests.conftest import (RESCUE_NUMBER, STRIPE_WEBHOOK_SECRET, TWILIO_SID, new_number, post_stripe_event, sign,
+from tests.conftest import (RESCUE_NUMBER, STRIPE_WEBHOOK_SECRET, TWILIO_SID, apply_text, new_number, post_stripe_event, sign,
                             stripe_event)
 
 # Far outside the service area: the dispatcher finds nobody there, so these rescues are never
@@ -102,13 +102,14 @@ def refunds_at_stripe(fake_stripe, payment_intent: str) -> list[dict]:
 
 
 def text_in(client, settings, svc: Services, sender: str, body: str) -> str | None:
-    """One signed inbound SMS through the Twilio webhook; returns the reply it queued."""
+    """One signed inbound SMS through the Twilio webhook and its step; returns the reply queued."""
     sid = "SM" + uuid.uuid4().hex
     params = {"MessageSid": sid, "AccountSid": TWILIO_SID, "From": sender, "To": RESCUE_NUMBER,
               "Body": body, "NumMedia": "0"}
     url = settings.public_base_url + "/twilio/sms"
     r = client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": sign(url, params)})
     assert r.status_code == 200, r.get_data(as_text=True)
+    apply_text(svc, sid)
     reply = svc.db.messages.find_one({"key": f"reply:{sid}"})
     return reply["body"] if reply else None
 

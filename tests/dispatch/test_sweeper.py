@@ -43,7 +43,8 @@ def svc(services, settings):
                                        service_area=ServiceArea(BASE_LAT + 10, BASE_LNG, 1500.0)),
                    services.db, services.redis)
     yield own
-    purge_queue(own.queue)
+    for queue in own.jobs.queues:
+        purge_queue(queue)
 
 
 
@@ -66,8 +67,9 @@ def offer_for(area: Area, d: dict, rescue: Rescue) -> dict:
     return offer
 
 
-def queued(queue: rq.Queue, func: str, arg: str) -> list[Job]:
-    found = [j for j in Job.fetch_many(queue.get_job_ids(), connection=queue.connection) if j is not None]
+def queued(svc: Services, func: str, arg: str) -> list[Job]:
+    found = [j for queue in svc.jobs.queues
+             for j in Job.fetch_many(queue.get_job_ids(), connection=queue.connection) if j is not None]
     return [j for j in found if j.func_name == f"dispatch.jobs.{func}" and tuple(j.args) == (arg,)]
 
 
@@ -174,13 +176,13 @@ def test_stuck_acceptance_is_resolved(area):
     rescue = area.rescue()
     offer = offer_for(area, holder, rescue)
     area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"status": "accepting", "answered_at": now_ms() - 60_000}})
-    area.svc.queue.empty()
+    [q.empty() for q in area.svc.jobs.queues]
     area.svc.sweeper.sweep()
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "taken"
     assert driver(area, holder)["status"] == "available"
     assert area.svc.rescues.get(rescue.id).status == "searching"
     # Started here, or (a live sweeper first) already searched again by a live worker.
-    assert eventually(lambda: queued(area.svc.queue, "dispatch_rescue", rescue.id)
+    assert eventually(lambda: queued(area.svc, "dispatch_rescue", rescue.id)
                       or area.db.rescues.find_one({"_id": rescue.id})["next_dispatch_at"] > 0), \
         "the rescue is searched for again"
 
@@ -191,14 +193,14 @@ def test_overdue_searching_rescue_without_an_offer_is_redriven(area):
     rescue = area.rescue()  # nobody out here: no offer
     overdue = now_ms() - 60_000
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": overdue}})
-    area.svc.queue.empty()  # the job its creation started is "lost"
+    [q.empty() for q in area.svc.jobs.queues]  # the job its creation started is "lost"
     area.svc.sweeper.sweep()
     # A live service's sweeper may have re-driven it first: then its worker searched again
     # and moved next_dispatch_at on.
-    assert eventually(lambda: queued(area.svc.queue, "dispatch_rescue", rescue.id)
+    assert eventually(lambda: queued(area.svc, "dispatch_rescue", rescue.id)
                       or area.db.rescues.find_one({"_id": rescue.id})["next_dispatch_at"] > overdue), \
         "the overdue rescue was not re-driven"
-    assert len(queued(area.svc.queue, "dispatch_rescue", rescue.id)) <= 1
+    assert len(queued(area.svc, "dispatch_rescue", rescue.id)) <= 1
 
 
 def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
@@ -206,9 +208,9 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
     rescue = area.rescue()
     offer_for(area, holder, rescue)
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": now_ms() - 60_000}})
-    area.svc.queue.empty()
+    [q.empty() for q in area.svc.jobs.queues]
     area.svc.sweeper.sweep()
-    assert queued(area.svc.queue, "dispatch_rescue", rescue.id) == []
+    assert queued(area.svc, "dispatch_rescue", rescue.id) == []
 
 
 def test_lost_geo_index_is_rebuilt(area):
@@ -261,10 +263,10 @@ def test_pending_text_is_requeued_then_sent_once(svc, fake_twilio):
     stuck_since = message(svc, message_id)["updated_at"]
     svc.sweeper.sweep()
     # Requeued here, or by a live sweeper (which stamps updated_at and whose worker sends it).
-    assert eventually(lambda: queued(svc.queue, "send_text", message_id)
+    assert eventually(lambda: queued(svc, "send_text", message_id)
                       or message(svc, message_id)["updated_at"] > stuck_since), \
         "the pending text's send job was not started again"
-    assert len(queued(svc.queue, "send_text", message_id)) <= 1
+    assert len(queued(svc, "send_text", message_id)) <= 1
     settle_sent_once(svc, fake_twilio, message_id, to, body)
 
 
@@ -273,7 +275,7 @@ def test_recent_pending_text_is_left_to_its_job(svc, fake_twilio):
     message_id = stuck_text(svc, to, body, "pending", 3_000)
     before = message(svc, message_id)["updated_at"]
     svc.sweeper.sweep()
-    assert queued(svc.queue, "send_text", message_id) == []
+    assert queued(svc, "send_text", message_id) == []
     assert message(svc, message_id)["updated_at"] == before
     svc.delivery.deliver(message_id)  # and send it, so it is not left for someone else
 
@@ -285,7 +287,7 @@ def test_stuck_sending_text_that_went_out_is_recorded_not_resent(svc, fake_twili
     svc.sweeper.sweep()
     doc = message(svc, message_id)
     assert doc["status"] == "sent" and doc["twilio_sid"] == sid
-    assert queued(svc.queue, "send_text", message_id) == []
+    assert queued(svc, "send_text", message_id) == []
     time.sleep(0.3)
     assert [t.sid for t in texts(fake_twilio, to, body)] == [sid], "no second text reached Twilio"
     assert svc.delivery.deliver(message_id) == "sent"  # a late duplicate job sends nothing

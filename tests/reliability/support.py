@@ -246,7 +246,8 @@ def ensure_scheduler(live_service, services, settings) -> None:
     if scheduler_pids(live_service):
         return
     quiesce(services)
-    services.redis.delete(f"rq:scheduler-lock:{settings.queue_name}")
+    for queue in services.jobs.queues:
+        services.redis.delete(f"rq:scheduler-lock:{queue.name}")
     old = kill_workers(live_service)
     wait_for_new_workers(live_service, old)
     assert wait_until(lambda: scheduler_pids(live_service), 20, 0.2), "no RQ scheduler after restarting the workers"
