@@ -37,6 +37,8 @@ LIVE_OFFER = [OPEN, ACCEPTING]
 JOB_EVENTS = {"drive": ev.DRIVER_EN_ROUTE, "arrive": ev.DRIVER_ARRIVED, "load": ev.RIDER_LOADED,
               "complete": ev.RESCUE_COMPLETED}
 DISPATCH_LOCK_SECONDS = 10
+# A freed driver can take one rescue: a couple of the longest-waiting ones get a look at once.
+FREED_DRIVER_LOOKS = 2
 
 
 @dataclass
@@ -283,6 +285,7 @@ class Dispatcher:
             return_document=ReturnDocument.AFTER)
         if driver and location_is_fresh(driver):
             self.geo.put(driver_id, driver["location"]["lat"], driver["location"]["lng"])
+            self._dispatch_waiting(limit=FREED_DRIVER_LOOKS)
 
     def _withdraw_offers(self, rescue_id: str, reason: str, keep: str | None = None) -> None:
         for offer in self.db.offers.find({"rescue_id": rescue_id, "status": OPEN}):
@@ -310,6 +313,7 @@ class Dispatcher:
                                                      {"$set": fields}, return_document=ReturnDocument.AFTER)
         if driver and location_is_fresh(driver):
             self.geo.put(driver_id, driver["location"]["lat"], driver["location"]["lng"])
+            self._dispatch_waiting(limit=FREED_DRIVER_LOOKS)
 
     # -- on the job --------------------------------------------------------------------------
     def job_action(self, driver: dict[str, Any], action: str) -> Outcome:
@@ -381,11 +385,13 @@ class Dispatcher:
                                 lat=point.lat, lng=point.lng)
         return Outcome("driver_location", {"driver": updated, "place": point.label})
 
-    def _dispatch_waiting(self) -> None:
-        """A driver became free: rescues waiting for anyone get another look now."""
-        for doc in self.db.rescues.find({"status": SEARCHING}, {"_id": 1}).limit(50):
-            if not self.db.offers.count_documents({"rescue_id": doc["_id"], "status": {"$in": LIVE_OFFER}}):
-                self.jobs.now("dispatch_rescue", doc["_id"])
+    def _dispatch_waiting(self, limit: int = 50) -> None:
+        """A driver became free: rescues that found nobody and wait on their retry timer get
+        another look now, oldest first, instead of up to SEARCH_RETRY_SECONDS later."""
+        waiting = self.db.rescues.find({"status": SEARCHING, "next_dispatch_at": {"$gt": now_ms()}},
+                                       {"_id": 1}).sort("created_at", 1).limit(limit)
+        for doc in waiting:
+            self.jobs.now("dispatch_rescue", doc["_id"])
 
     # -- dispatcher overrides ----------------------------------------------------------------
     def assign(self, rescue_id: str, driver_id: str) -> Rescue:

@@ -26,6 +26,10 @@ PAYMENT_RETRY_INTERVALS = [2, 5, 15, 60, 300]
 RESULT_TTL = 60  # results are only for a look at recent jobs; an hour cost Redis ~33 KB per conversation
 FAILURE_TTL = 7 * 24 * 3600
 APPLY_INBOUND = "conversations.jobs.apply_inbound"
+DRAIN = "dispatch.jobs.send_pending"
+KICK_PREFIX = "sends:kick:"
+KICK_TTL_SECONDS = 30
+DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
 URGENT = {APPLY_INBOUND, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer"}
 # A step takes milliseconds; one "started" longer probably lost its worker. If not, the
 # second copy only waits for the number's lock and finds the text applied.
@@ -58,10 +62,10 @@ class Jobs:
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
 
-    def later(self, seconds: float, func: str, *args) -> None:
+    def later(self, seconds: float, func: str, *args, retry: Retry | None = None) -> None:
         path = _path(func)
         try:
-            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, *args,
+            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, *args, retry=retry,
                                          result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
@@ -80,9 +84,35 @@ class Jobs:
             return (datetime.now(timezone.utc) - job.started_at.replace(tzinfo=timezone.utc)) < STARTED_STALE
         return status in WAITING
 
-    def send(self, message_id: str) -> None:
-        self.now("send_text", message_id,
-                 retry=Retry(max=len(SEND_RETRY_INTERVALS), interval=SEND_RETRY_INTERVALS))
+    def send(self, message_id: str, delay: float = 0) -> None:
+        """One text's own send job, with back-off retries: for a text that failed in a drain
+        or that the sweeper found stuck."""
+        retry = Retry(max=len(SEND_RETRY_INTERVALS), interval=SEND_RETRY_INTERVALS)
+        if delay:
+            self.later(delay, "send_text", message_id, retry=retry)
+        else:
+            self.now("send_text", message_id, retry=retry)
+
+    def retry_send(self, message_id: str) -> None:
+        self.send(message_id, delay=SEND_RETRY_INTERVALS[0])
+
+    def kick_sends(self) -> None:
+        """Queue a drain of the outbox unless one is already queued and has not yet looked.
+
+        The drain deletes the kick key before each look at the outbox, and a text is stored
+        before it kicks, so a text whose kick finds the key set is seen by that look: no
+        text waits for the sweeper. The TTL bounds the damage if a drain job is lost.
+        """
+        key = f"{KICK_PREFIX}{self.queue.name}"
+        try:
+            if self.queue.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
+                try:
+                    self.queue.enqueue(DRAIN, self.queue.name, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+                except RedisError:
+                    self.queue.connection.delete(key)
+                    raise
+        except RedisError as exc:
+            log.warning("enqueue_failed", job="send_pending", error=type(exc).__name__)
 
     def payment_link(self, rescue_id: str) -> None:
         self.now("create_payment_link", rescue_id,
@@ -109,7 +139,22 @@ def _svc():
 
 
 def send_text(message_id: str) -> str:
-    return _svc().delivery.deliver_batch(message_id)
+    return _svc().delivery.deliver(message_id)
+
+
+def send_pending(queue_name: str) -> str:
+    """Drain the outbox: batch after batch until it is empty or DRAIN_ROUNDS have run, then
+    hand over to a fresh drain job so urgent work gets the worker in between."""
+    svc = _svc()
+    sent = 0
+    for _ in range(DRAIN_ROUNDS):
+        svc.redis.delete(f"{KICK_PREFIX}{queue_name}")
+        taken = svc.delivery.drain(svc.jobs.retry_send)
+        sent += taken
+        if not taken:
+            return f"drained:{sent}"
+    svc.jobs.kick_sends()
+    return f"continued:{sent}"
 
 
 def dispatch_rescue(rescue_id: str) -> str:

@@ -5,10 +5,13 @@ text (the reply to one inbound MessageSid, say) is queued once however often the
 webhook is delivered. The send job claims it (`pending` -> `sending`) before calling
 the vendor, so a retried or duplicated job does not send it again.
 
-Sends are not serial: a send job takes its own text plus other never-tried texts still
-waiting for their jobs and sends them on a thread pool (the vendor answers in ~200 ms;
-one text per job capped a worker at about 5 texts/s). The claim makes that safe: the
-jobs that come for those texts later find them sent and return at once.
+Sends are not serial, and not one job per text. A new text only "kicks" the outbox: at
+most one drain job is queued per kick, and it sends every never-tried pending text in
+batches on a thread pool (the vendor answers in ~200 ms, and an RQ job costs ~10 ms of
+Redis round trips, so one text per job capped a worker at about 5 texts/s). The claim
+(`pending` -> `sending`) makes concurrent drains safe. A text that fails transiently
+leaves the batch and is retried by its own `send_text` job with back-off; texts the
+sweeper finds stuck are re-sent the same way.
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ STATUS_RANK = {
     "suppressed": 5, "sandbox": 4,
 }
 NEVER_RETRY_CODES = {21610, 21211, 21614, 21408, 21612}
-SEND_THREADS = 32
-SEND_BATCH = 64  # texts one send job may take; about two vendor round trips at SEND_THREADS
+SEND_THREADS = 64
+SEND_BATCH = 64  # texts one drain takes at a time: one vendor round trip at SEND_THREADS
 OPTED_OUT_CODE = 21610
 
 
@@ -78,7 +81,8 @@ class OptOuts:
 @dataclass
 class Outbox:
     db: Database
-    enqueue_send: Callable[[str], None]
+    kick: Callable[[], None]  # start a drain of the outbox (coalesced: see the module doc)
+    enqueue_send: Callable[[str], None]  # one text's own send job (retries, sweeper re-queues)
 
     def queue_text(self, to: str, body: str, *, key: str, rescue_id: str | None = None,
                    kind: str = "reply") -> dict[str, Any] | None:
@@ -92,7 +96,7 @@ class Outbox:
             self.db.messages.insert_one(doc)
         except DuplicateKeyError:
             return self.db.messages.find_one({"key": key})
-        self.enqueue_send(doc["_id"])
+        self.kick()
         return doc
 
     def requeue_pending(self, older_than_ms: int) -> int:
@@ -116,36 +120,31 @@ class Delivery:
     status_callback: str | None
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
-    def deliver_batch(self, message_id: str) -> str:
-        """The send job: this text and up to SEND_BATCH - 1 never-tried others, concurrently.
+    def drain(self, retry_later: Callable[[str], None]) -> int:
+        """Send one batch of never-tried pending texts concurrently; returns how many it took.
 
-        A number's texts go out one after another, oldest first, so a rider never gets
-        "driver arrived" before "driver assigned". Only this job's own text raises for a
-        retry; another that fails transiently goes back to `pending` for its own job (or,
-        if that already ran, the sweeper's re-queue).
+        A number's texts in the batch go out one after another, oldest first, so a rider
+        never gets "driver arrived" before "driver assigned". A text that fails
+        transiently is back to `pending` and handed to `retry_later` (its own job).
         """
-        own = self.db.messages.find_one({"_id": message_id}, {"status": 1, "phone": 1, "created_at": 1})
-        if own is None or own["status"] != "pending":
-            return own["status"] if own else "missing"
-        others = list(self.db.messages.find({"direction": "out", "status": "pending", "attempts": 0,
-                                             "_id": {"$ne": message_id}}, {"phone": 1, "created_at": 1})
-                      .sort("created_at", 1).limit(SEND_BATCH - 1))
-        if not others:
-            return self.deliver(message_id)
-        batch = sorted([own, *others], key=lambda m: (m["phone"], m["created_at"]))
+        batch = list(self.db.messages.find({"direction": "out", "status": "pending", "attempts": 0},
+                                           {"phone": 1, "created_at": 1}).sort("created_at", 1).limit(SEND_BATCH))
+        if not batch:
+            return 0
+        batch.sort(key=lambda m: (m["phone"], m["created_at"]))
         lanes = [[m["_id"] for m in msgs] for _, msgs in groupby(batch, key=lambda m: m["phone"])]
-        results = dict(pair for lane in self._executor().map(self._deliver_lane, lanes) for pair in lane)
-        outcome = results[message_id]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        for lane in self._executor().map(self._deliver_lane, lanes):
+            for message_id, outcome in lane:
+                if isinstance(outcome, SendFailed) and outcome.transient:
+                    retry_later(message_id)
+        return len(batch)
 
     def _deliver_lane(self, ids: list[str]) -> list[tuple[str, str | Exception]]:
         out: list[tuple[str, str | Exception]] = []
         for message_id in ids:
             try:
                 out.append((message_id, self.deliver(message_id)))
-            except Exception as exc:  # noqa: BLE001 - re-raised by the job that owns the text
+            except Exception as exc:  # noqa: BLE001 - one text's failure must not stop the others
                 if not isinstance(exc, SendFailed):
                     log.warning("batch_send_error", message_id=message_id, error=type(exc).__name__)
                 out.append((message_id, exc))

@@ -35,7 +35,7 @@ class Services:
         self.rescues = RescueStore(db, self.events)
         self.drivers = DriverStore(db)
         self.optouts = OptOuts(db)
-        self.outbox = Outbox(db, enqueue_send=self.jobs.send)
+        self.outbox = Outbox(db, kick=self.jobs.kick_sends, enqueue_send=self.jobs.send)
         self.geo = GeoIndex(redis, db.drivers)
         self.dispatcher = Dispatcher(settings, db, redis, self.rescues, self.geo, self.events, self.jobs)
         self.notifier = Notifier(settings, db, self.outbox, self.rescues)

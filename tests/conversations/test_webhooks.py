@@ -1,13 +1,11 @@
 """The SMS and status webhooks in-process (Flask test client) against real Redis and MongoDB."""
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 import pytest
 
 from app import create_app
-from dispatch.services import Services
 from tests.conftest import RESCUE_NUMBER, TWILIO_SID, apply_text, new_number, sign
 
 

@@ -550,3 +550,25 @@ def test_no_candidates_schedules_one_follow_up(area, settings):
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": now_ms() - 1}})
     assert area.svc.dispatcher.dispatch(rescue.id) == "offers:0"
     assert follow_ups() == 2
+
+
+def test_a_driver_coming_free_gives_the_longest_waiting_rescues_another_look_at_once(area):
+    """A rescue that found nobody waits on its retry timer; a driver freed by a decline
+    re-drives the oldest such rescues now (FREED_DRIVER_LOOKS of them)."""
+    from dispatch.dispatcher import FREED_DRIVER_LOOKS
+
+    d = area.driver(north_km=0.5)
+    held = area.rescue()
+    offered(area, d, held)
+    waiting = area.rescue(north_km=0.2)
+    assert area.svc.dispatcher.dispatch(waiting.id) == "offers:0"  # the only driver holds an offer
+    assert area.db.rescues.find_one({"_id": waiting.id})["next_dispatch_at"] > now_ms()
+    oldest = [r["_id"] for r in area.db.rescues.find({"status": "searching", "next_dispatch_at": {"$gt": now_ms()}},
+                                                    {"_id": 1}).sort("created_at", 1).limit(FREED_DRIVER_LOOKS)]
+    before = {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) for r in oldest}
+    area.svc.dispatcher.decline(driver(area, d))
+    assert {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) - before[r] for r in oldest} == \
+        {r: 1 for r in oldest}
+    if waiting.id in oldest:  # other tests' rescues may be waiting longer on the shared database
+        area.svc.dispatcher.dispatch(waiting.id)
+        assert [o["driver_id"] for o in offers(area, waiting.id, "open")] == [d["_id"]]

@@ -4,13 +4,13 @@ Everything here is real except Twilio itself: MongoDB and Redis from `stores`, t
 `twilio` client talking to the local fake of the Messages API, and a real RQ worker.
 
 Two ways of running the send job are used:
-* through RQ: `services.outbox.queue_text` enqueues `dispatch.jobs.send_text`, and an
-  in-process `SimpleWorker` drains the queue. A session-scoped `live_service` started by
+* through RQ: `services.outbox.queue_text` kicks a drain job (`dispatch.jobs.send_pending`,
+  at most one waiting per queue), and an in-process `SimpleWorker` runs the queue. A session-scoped `live_service` started by
   other tests may run workers on the same queue, so these tests accept the text being sent
   by either worker and assert only on what the fake Twilio received and on the stored
   message document.
-* directly: an `Outbox` whose `enqueue_send` only records the id (the constructor's own
-  seam; nothing of the project is replaced), then `services.delivery.deliver(id)`. No
+* directly: an `Outbox` whose `kick` and `enqueue_send` only record (the constructor's own
+  seams; nothing of the project is replaced), then `services.delivery.deliver(id)`. No
   worker can race these tests, so they can check exact return values and retry states.
 """
 from __future__ import annotations
@@ -55,6 +55,13 @@ def wait_for_status(services, message_id: str, statuses: tuple[str, ...], timeou
         time.sleep(0.02)
 
 
+def drain_jobs(services) -> list[rq.job.Job]:
+    """Drain jobs waiting in the test queue."""
+    q = services.queue
+    return [j for j in rq.job.Job.fetch_many(q.get_job_ids(), connection=q.connection)
+            if j is not None and j.func_name == "dispatch.jobs.send_pending"]
+
+
 def send_jobs(services, message_id: str, timeout: float = 3.0) -> list[rq.job.Job]:
     """Every RQ job (queued, running, done, failed or waiting to retry) sending this message.
 
@@ -80,8 +87,9 @@ def send_jobs(services, message_id: str, timeout: float = 3.0) -> list[rq.job.Jo
 def outbox(services):
     """An Outbox on the real db whose send jobs are only recorded, for driving `deliver` by hand."""
     enqueued: list[str] = []
-    box = Outbox(services.db, enqueue_send=enqueued.append)
-    box.enqueued = enqueued  # type: ignore[attr-defined]
+    kicks: list[int] = []
+    box = Outbox(services.db, kick=lambda: kicks.append(1), enqueue_send=enqueued.append)
+    box.enqueued, box.kicks = enqueued, kicks  # type: ignore[attr-defined]
     return box
 
 
@@ -127,7 +135,6 @@ def test_queued_text_is_sent_once_with_the_right_fields(services, settings, fake
     to = new_number()
     doc = services.outbox.queue_text(to, "Hang tight, a driver is on the way", key=key(), kind="update")
     assert doc is not None and doc["status"] == "pending"
-    assert len(send_jobs(services, doc["_id"])) == 1, "queue_text starts one send job"
 
     run_worker()
     [sent] = fake_twilio.wait_for_texts(to, 1)
@@ -155,7 +162,6 @@ def test_same_key_twice_makes_one_document_and_one_send(services, fake_twilio, r
     assert second["_id"] == first["_id"]
     assert services.db.messages.count_documents({"key": k}) == 1
 
-    assert len(send_jobs(services, first["_id"])) == 1, "the second queue_text must not start another job"
     run_worker()
     fake_twilio.wait_for_texts(to, 1)
     wait_for_status(services, first["_id"], ("sent",))
@@ -173,14 +179,8 @@ def test_carrier_opt_out_through_rq_is_final_and_not_retried(services, fake_twil
     stored = wait_for_status(services, doc["_id"], ("failed",))
     assert stored["error_code"] == "21610"
     assert services.optouts.is_opted_out(to)
-    deadline = time.time() + 5
-    while True:
-        [job] = send_jobs(services, doc["_id"])
-        if job.get_status(refresh=True) == "finished" or time.time() > deadline:
-            break
-        time.sleep(0.02)
-    assert job.get_status() == "finished", f"a final error must not be retried (job is {job.get_status()})"
-    assert job.return_value() == "failed"
+    time.sleep(1.5)  # longer than the first retry back-off
+    assert send_jobs(services, doc["_id"], timeout=0.2) == [], "a final error must not start a retry job"
     assert message(services, doc["_id"])["attempts"] == 1
     assert fake_twilio.texts_to(to) == []
 
@@ -202,7 +202,7 @@ def test_queue_text_starts_one_job_per_key(outbox, services):
     to, k = new_number(), key()
     doc = outbox.queue_text(to, "hello", key=k, rescue_id="r-1", kind="offer")
     again = outbox.queue_text(to, "hello again", key=k)
-    assert outbox.enqueued == [doc["_id"]]
+    assert outbox.kicks == [1] and outbox.enqueued == []  # a drain, not a job per text
     assert again["_id"] == doc["_id"] and again["body"] == "hello"
     stored = message(services, doc["_id"])
     assert stored["direction"] == "out" and stored["phone"] == to and stored["rescue_id"] == "r-1"
@@ -554,3 +554,76 @@ def test_duplicate_job_does_not_relabel_a_sent_text_as_suppressed(outbox, servic
         "conditional on status 'pending', so a duplicated job that read the message before the other "
         f"copy sent it overwrites 'sent' with {stored['status']!r} (rank {stored['status_rank']}); the text "
         "did go out, and its `delivered` callback (rank 4) can no longer be recorded")
+
+
+# --- the outbox drain -------------------------------------------------------------------------
+
+@pytest.fixture
+def private_outbox(services, settings):
+    """An outbox in its own database, so a drain sees only this test's texts."""
+    from dispatch.messaging import OptOuts
+
+    db = services.db.client[f"drain_{uuid.uuid4().hex[:10]}"]
+    db.messages.create_index("key", unique=True)
+    box = Outbox(db, kick=lambda: None, enqueue_send=lambda _id: None)
+    delivery = Delivery(db, TwilioSender(settings), OptOuts(db), None)
+    yield box, delivery
+    services.db.client.drop_database(db.name)
+
+
+def test_drain_sends_every_waiting_text_once_and_each_numbers_texts_in_order(private_outbox, fake_twilio):
+    box, delivery = private_outbox
+    busy = [new_number() for _ in range(3)]
+    single = [new_number() for _ in range(20)]
+    for step in ("assigned", "arrived", "done"):
+        for phone in busy:
+            box.queue_text(phone, f"driver {step}", key=key())
+    for phone in single:
+        box.queue_text(phone, "hello", key=key())
+    retries: list[str] = []
+    assert delivery.drain(retries.append) == 29
+    assert delivery.drain(retries.append) == 0 and retries == []
+    for phone in busy:
+        assert [t.body for t in fake_twilio.wait_for_texts(phone, 3)] == ["driver assigned", "driver arrived",
+                                                                          "driver done"]
+    for phone in single:
+        assert len(fake_twilio.wait_for_texts(phone, 1)) == 1
+    assert box.db.messages.count_documents({"status": "sent", "attempts": 1}) == 29
+
+
+def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(private_outbox, fake_twilio,
+                                                                           no_pending_failures):
+    box, delivery = private_outbox
+    to = new_number()
+    doc = box.queue_text(to, "one", key=key())
+    fake_twilio.fail_next(1, 503, 20503)
+    retries: list[str] = []
+    assert delivery.drain(retries.append) == 1
+    assert retries == [doc["_id"]]
+    stored = message_in(box.db, doc["_id"])
+    assert stored["status"] == "pending" and stored["attempts"] == 1
+    assert delivery.drain(retries.append) == 0, "a text that was tried once is its retry job's business"
+    assert delivery.deliver(doc["_id"]) == "sent"
+
+
+def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
+    from rq import Queue
+
+    from dispatch.jobs import DRAIN, KICK_PREFIX, Jobs
+
+    name = f"q_kick_{uuid.uuid4().hex[:8]}"
+    jobs = Jobs(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis))
+    try:
+        for _ in range(5):
+            jobs.kick_sends()
+        assert [j.func_name for j in jobs.queue.get_jobs()] == [DRAIN]
+        services.redis.delete(f"{KICK_PREFIX}{name}")  # what a drain does before it looks
+        jobs.kick_sends()
+        assert len(jobs.queue.get_jobs()) == 2
+    finally:
+        jobs.queue.delete(delete_jobs=True)
+        services.redis.delete(f"{KICK_PREFIX}{name}")
+
+
+def message_in(db, message_id: str) -> dict:
+    return db.messages.find_one({"_id": message_id})

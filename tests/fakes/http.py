@@ -5,6 +5,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when a send job's thread pool opens
+    # dozens at once; the real APIs take them.
+    request_queue_size = 128
+
+
 class FakeServer:
     """Start with `start()`, stop with `stop()`; subclasses implement `handle(handler)`."""
 
@@ -21,7 +27,7 @@ class FakeServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
