@@ -31,7 +31,6 @@ from dispatch.services import Services, build_services
 
 WEB_WORKERS = 2
 WEB_THREADS = 8
-RQ_WORKERS = 2
 OUTBOX_ROWS = 100
 STOP_TIMEOUT_SECONDS = 10
 
@@ -274,7 +273,7 @@ def main() -> int:
         settings = load_settings(env)
         build_services(settings)  # indexes once, before any worker races to make them
         bindir = Path(sys.executable).parent
-        for i in range(RQ_WORKERS):
+        for i in range(settings.rq_workers):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
                                      urgent_queue_name(settings.queue_name), settings.queue_name], env, restart=True)

@@ -39,6 +39,8 @@ class Settings:
     mongo_db: str = "supportcarr"
     redis_url: str | None = None
     queue_name: str = "default"
+    # RQ worker processes `python app.py` starts (the Procfile scales them by process count).
+    rq_workers: int = 2
     public_base_url: str = "http://127.0.0.1:5000"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -128,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mongo_db=get("MONGO_DB", "supportcarr"),
         redis_url=get("REDIS_URL"),
         queue_name=get("RQ_QUEUE", "default"),
+        rq_workers=max(1, int(get("RQ_WORKERS", "2"))),
         public_base_url=(get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
         twilio_auth_token=get("TWILIO_AUTH_TOKEN"),

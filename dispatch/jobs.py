@@ -27,10 +27,16 @@ RESULT_TTL = 60  # results are only for a look at recent jobs; an hour cost Redi
 FAILURE_TTL = 7 * 24 * 3600
 APPLY_INBOUND = "conversations.jobs.apply_inbound"
 DRAIN = "dispatch.jobs.send_pending"
+# Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
+# at most one such job waits per argument. Without this a backlog fed on its own duplicates.
+COALESCED = {"dispatch.jobs.dispatch_rescue"}
+PENDING_TTL_SECONDS = 30  # a lost job's mark blocks new ones at most this long
 KICK_PREFIX = "sends:kick:"
 KICK_TTL_SECONDS = 30
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
-URGENT = {APPLY_INBOUND, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer"}
+# Drained before the other queue: conversation steps, dispatch, expiry, and the outbox drain
+# (offers and replies are texts). The other queue holds payment links and per-text retries.
+URGENT = {APPLY_INBOUND, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer", DRAIN}
 # A step takes milliseconds; one "started" longer probably lost its worker. If not, the
 # second copy only waits for the number's lock and finds the text applied.
 STARTED_STALE = timedelta(seconds=10)
@@ -57,10 +63,18 @@ class Jobs:
         """`func` names a job in this module, or is a dotted path to one elsewhere."""
         path = _path(func)
         try:
+            if path in COALESCED and not self.urgent.connection.set(_pending_key(path, args), "1", nx=True,
+                                                                   ex=PENDING_TTL_SECONDS):
+                return  # one is queued and has not started: it will see whatever asked for this one
             self._queue(path).enqueue(path, *args, retry=retry, job_id=_job_id(path, args),
                                       result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
+
+    def starting(self, func: str, *args) -> None:
+        """A coalesced job clears its mark before it reads any state, so a trigger that
+        arrives after this is queued anew and one before it is seen by this run."""
+        self.urgent.connection.delete(_pending_key(_path(func), args))
 
     def later(self, seconds: float, func: str, *args, retry: Retry | None = None) -> None:
         path = _path(func)
@@ -107,7 +121,7 @@ class Jobs:
         try:
             if self.queue.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
                 try:
-                    self.queue.enqueue(DRAIN, self.queue.name, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+                    self.urgent.enqueue(DRAIN, self.queue.name, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
                 except RedisError:
                     self.queue.connection.delete(key)
                     raise
@@ -120,6 +134,10 @@ class Jobs:
 
     def _queue(self, path: str) -> Queue:
         return self.urgent if path in URGENT else self.queue
+
+
+def _pending_key(path: str, args: tuple) -> str:
+    return f"pending:{path.rsplit('.', 1)[-1]}:{args[0] if args else ''}"
 
 
 def _path(func: str) -> str:
@@ -158,7 +176,9 @@ def send_pending(queue_name: str) -> str:
 
 
 def dispatch_rescue(rescue_id: str) -> str:
-    return _svc().dispatcher.dispatch(rescue_id)
+    svc = _svc()
+    svc.jobs.starting("dispatch_rescue", rescue_id)
+    return svc.dispatcher.dispatch(rescue_id)
 
 
 def expire_offer(offer_id: str) -> str:

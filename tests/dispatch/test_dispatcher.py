@@ -224,7 +224,8 @@ def test_decline_frees_the_driver_and_the_next_dispatch_skips_them(area):
     doc = driver(area, first)
     assert doc["status"] == "available" and doc["offer_id"] is None
     assert "offer_declined" in event_types(area, rescue.id)
-    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == started + 1, \
+    # A dispatch is waiting: the decline's own, or the one it was folded into.
+    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == max(started, 1), \
         "a decline moves on at once"
     area.svc.dispatcher.dispatch(rescue.id)
     live = offers(area, rescue.id, "open")
@@ -566,9 +567,21 @@ def test_a_driver_coming_free_gives_the_longest_waiting_rescues_another_look_at_
     oldest = [r["_id"] for r in area.db.rescues.find({"status": "searching", "next_dispatch_at": {"$gt": now_ms()}},
                                                     {"_id": 1}).sort("created_at", 1).limit(FREED_DRIVER_LOOKS)]
     before = {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) for r in oldest}
+    for r in oldest:  # as if their earlier dispatch jobs had run (a waiting one absorbs new triggers)
+        area.svc.jobs.starting("dispatch_rescue", r)
     area.svc.dispatcher.decline(driver(area, d))
     assert {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) - before[r] for r in oldest} == \
         {r: 1 for r in oldest}
     if waiting.id in oldest:  # other tests' rescues may be waiting longer on the shared database
         area.svc.dispatcher.dispatch(waiting.id)
         assert [o["driver_id"] for o in offers(area, waiting.id, "open")] == [d["_id"]]
+
+
+def test_dispatch_triggers_for_one_rescue_coalesce_until_its_job_starts(area):
+    rescue = area.rescue()  # its creation queued the first dispatch
+    for _ in range(5):
+        area.svc.jobs.now("dispatch_rescue", rescue.id)
+    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == 1
+    area.svc.jobs.starting("dispatch_rescue", rescue.id)  # what the job does before it reads anything
+    area.svc.jobs.now("dispatch_rescue", rescue.id)
+    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == 2

@@ -55,13 +55,6 @@ def wait_for_status(services, message_id: str, statuses: tuple[str, ...], timeou
         time.sleep(0.02)
 
 
-def drain_jobs(services) -> list[rq.job.Job]:
-    """Drain jobs waiting in the test queue."""
-    q = services.queue
-    return [j for j in rq.job.Job.fetch_many(q.get_job_ids(), connection=q.connection)
-            if j is not None and j.func_name == "dispatch.jobs.send_pending"]
-
-
 def send_jobs(services, message_id: str, timeout: float = 3.0) -> list[rq.job.Job]:
     """Every RQ job (queued, running, done, failed or waiting to retry) sending this message.
 
@@ -119,7 +112,7 @@ def run_worker(services, service_env, monkeypatch):
     dispatch.services._worker_services = None
 
     def run() -> None:
-        rq.SimpleWorker([services.queue], connection=services.redis).work(burst=True)
+        rq.SimpleWorker(services.jobs.queues, connection=services.redis).work(burst=True)
 
     yield run
     built = dispatch.services._worker_services
@@ -616,12 +609,12 @@ def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
     try:
         for _ in range(5):
             jobs.kick_sends()
-        assert [j.func_name for j in jobs.queue.get_jobs()] == [DRAIN]
+        assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN]
         services.redis.delete(f"{KICK_PREFIX}{name}")  # what a drain does before it looks
         jobs.kick_sends()
-        assert len(jobs.queue.get_jobs()) == 2
+        assert len(jobs.urgent.get_jobs()) == 2
     finally:
-        jobs.queue.delete(delete_jobs=True)
+        jobs.urgent.delete(delete_jobs=True)
         services.redis.delete(f"{KICK_PREFIX}{name}")
 
 

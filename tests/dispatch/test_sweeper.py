@@ -67,6 +67,14 @@ def offer_for(area: Area, d: dict, rescue: Rescue) -> dict:
     return offer
 
 
+def lose_jobs(svc: Services) -> None:
+    """Redis loses the queued jobs, and with them the marks that fold new triggers into them."""
+    for queue in svc.jobs.queues:
+        queue.empty()
+    for key in svc.redis.scan_iter("pending:*"):
+        svc.redis.delete(key)
+
+
 def queued(svc: Services, func: str, arg: str) -> list[Job]:
     found = [j for queue in svc.jobs.queues
              for j in Job.fetch_many(queue.get_job_ids(), connection=queue.connection) if j is not None]
@@ -176,7 +184,7 @@ def test_stuck_acceptance_is_resolved(area):
     rescue = area.rescue()
     offer = offer_for(area, holder, rescue)
     area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"status": "accepting", "answered_at": now_ms() - 60_000}})
-    [q.empty() for q in area.svc.jobs.queues]
+    lose_jobs(area.svc)
     area.svc.sweeper.sweep()
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "taken"
     assert driver(area, holder)["status"] == "available"
@@ -193,7 +201,7 @@ def test_overdue_searching_rescue_without_an_offer_is_redriven(area):
     rescue = area.rescue()  # nobody out here: no offer
     overdue = now_ms() - 60_000
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": overdue}})
-    [q.empty() for q in area.svc.jobs.queues]  # the job its creation started is "lost"
+    lose_jobs(area.svc)  # the job its creation started is "lost"
     area.svc.sweeper.sweep()
     # A live service's sweeper may have re-driven it first: then its worker searched again
     # and moved next_dispatch_at on.
@@ -208,7 +216,7 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
     rescue = area.rescue()
     offer_for(area, holder, rescue)
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": now_ms() - 60_000}})
-    [q.empty() for q in area.svc.jobs.queues]
+    lose_jobs(area.svc)
     area.svc.sweeper.sweep()
     assert queued(area.svc, "dispatch_rescue", rescue.id) == []
 
