@@ -18,7 +18,6 @@ import time
 import uuid
 
 import pytest
-import rq
 from rq.job import Job
 
 from dispatch.clock import now_ms

@@ -33,6 +33,8 @@ class FakeTwilio(FakeServer):
         self.sent: list[SentText] = []
         self.failures: list[tuple[int, int]] = []  # (http status, twilio code), consumed in order
         self.requests = 0
+        self.arrived = 0  # sends whose body was read, counted before `lock` (a test may hold it)
+        self._arrivals = threading.Lock()
         self.delay = 0.0
         self.lock = threading.Lock()
 
@@ -87,6 +89,8 @@ class FakeTwilio(FakeServer):
             self.reply(h, 401, json.dumps({"code": 20003, "message": "Authenticate", "status": 401}).encode())
             return
         form = {k: v[0] for k, v in parse_qs(h.rfile.read(int(h.headers.get("Content-Length", 0))).decode()).items()}
+        with self._arrivals:
+            self.arrived += 1
         if self.delay:
             time.sleep(self.delay)
         with self.lock:

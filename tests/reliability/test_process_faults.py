@@ -154,9 +154,11 @@ def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_ge
             f"the payment-link job never started; jobs running: {_running_jobs(services)}"
         quiesce(services, 15)  # A's "complete" texts are out: the other worker is free
         twilio_held = fake_twilio.lock.acquire(timeout=5)
+        arrived = fake_twilio.arrived
         assert rider_b.text("y", sid=sid_b).status_code == 200  # dispatch runs, the offer is queued,
         assert wait_until(lambda: _sending(services, f"reply:{sid_b}"), 10), \
             f"the Booked! reply was never sent; jobs running: {_running_jobs(services)}"  # Booked! goes out
+        assert wait_until(lambda: fake_twilio.arrived > arrived, 10), "the Booked! reply never reached the fake"
         obs["t_kill1"], killed = kill()
     finally:
         if twilio_held:
@@ -176,8 +178,11 @@ def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_ge
     twilio_held = False
     try:
         twilio_held = fake_twilio.lock.acquire(timeout=5)
+        arrived = fake_twilio.arrived
         assert rider_c.text("status", sid=sid_c).status_code == 200
         assert wait_until(lambda: _sending(services, f"reply:{sid_c}"), 10), "C's reply was never sent"
+        # Claimed is not yet at Twilio: kill only once the request is stalled inside the fake.
+        assert wait_until(lambda: fake_twilio.arrived > arrived, 10), "C's reply never reached the fake Twilio"
         fake_twilio.failures.append((500, 20500))  # we hold the fake's lock: the stalled request fails
         obs["t_kill2"], killed = kill()
     finally:
