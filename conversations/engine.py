@@ -8,20 +8,20 @@ anywhere in that sequence redoes it without doubling any effect.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from pymongo.errors import DuplicateKeyError
 
-from conversations.guards import over_rate_limit, phone_lock
-from conversations.jobs import APPLY_RETRY
+from conversations.guards import PhoneBusy, over_rate_limit, phone_lock
 from conversations.store import ConversationStore
 from dispatch.clock import now_ms
 from dispatch.dispatcher import DispatchError, Outcome
-from dispatch.jobs import APPLY_INBOUND
 from dispatch.geo import Point
 from dispatch.metrics import MESSAGES_IN, outcome_label
 from dispatch.payments import PaymentError
@@ -37,6 +37,19 @@ from flows.effects import (CancelRescue, CreateRescue, DriverCommand, FlowContex
 log = structlog.get_logger(__name__)
 
 JOB_LOCK_WAIT_SECONDS = 60.0
+LANE_LOCK_WAIT_SECONDS = 2.0  # in a drain a busy number is skipped, not waited for
+INBOUND_BATCH = 64
+INBOUND_THREADS = 8
+_lanes: ThreadPoolExecutor | None = None
+_lanes_guard = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _lanes
+    with _lanes_guard:
+        if _lanes is None:
+            _lanes = ThreadPoolExecutor(INBOUND_THREADS, thread_name_prefix="inbound")
+        return _lanes
 
 
 @dataclass
@@ -78,10 +91,35 @@ class Engine:
         if not new:
             log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
             return "duplicate"
-        self.svc.jobs.now(APPLY_INBOUND, record["_id"], retry=APPLY_RETRY)
+        self.svc.jobs.kick_inbound()
         return "queued"
 
-    def apply_recorded(self, message_id: str) -> str:
+    def apply_pending(self) -> int:
+        """One batch of the inbound drain: the oldest unapplied texts, one lane per number on
+        a thread pool (a number's texts in order, different numbers side by side, as the web
+        tier's threads used to). Returns how many numbers it moved on, so a drain stops when
+        only a busy number (a call in progress) or a failing text is left: those wait for the
+        next kick or the sweeper's."""
+        batch = list(self.svc.db.messages.find({"direction": "in", "channel": "sms", "processed": False},
+                                               {"phone": 1, "seq": 1}).sort("seq", 1).limit(INBOUND_BATCH))
+        if not batch:
+            return 0
+        last: dict[str, dict[str, Any]] = {}
+        for doc in batch:  # each number's latest: applying it applies the earlier ones first
+            last[doc["phone"]] = doc
+        outcomes = list(_pool().map(self._apply_lane, [d["_id"] for d in last.values()]))
+        return sum(outcome not in ("busy", "failed") for outcome in outcomes)
+
+    def _apply_lane(self, message_id: str) -> str:
+        try:
+            return self.apply_recorded(message_id, wait=LANE_LOCK_WAIT_SECONDS)
+        except PhoneBusy:
+            return "busy"
+        except Exception:  # noqa: BLE001 - one number's failure must not stop the others
+            log.exception("inbound_apply_failed", message_id=message_id)
+            return "failed"
+
+    def apply_recorded(self, message_id: str, wait: float = JOB_LOCK_WAIT_SECONDS) -> str:
         """Apply a recorded text, and before it every earlier unapplied text from the same
         number, in arrival order, under the number's lock: two workers picking up two texts
         from one rider still apply them one at a time and in order."""
@@ -89,7 +127,7 @@ class Engine:
         if doc is None or doc.get("processed"):
             return "done"
         outcome = "done"
-        with phone_lock(self.svc.redis, doc["phone"], JOB_LOCK_WAIT_SECONDS):
+        with phone_lock(self.svc.redis, doc["phone"], wait):
             waiting = self.svc.db.messages.find({"phone": doc["phone"], "direction": "in", "channel": "sms",
                                                  "processed": False}).sort([("seq", 1)])
             for pending in list(waiting):

@@ -5,19 +5,17 @@ re-reads MongoDB and acts only if the work is still to be done.
 
 Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry)
 before `<RQ_QUEUE>` (texts out, payment links), so a backlog of sends never delays an
-offer or its expiry. A conversation step's job id is derived from its message, so the
-sweeper can tell whether it is still waiting before it re-drives it. (Jobs that may be
-enqueued again while they run, such as dispatch, keep random ids: RQ deletes a finished
-job's hash by id, which would orphan a second copy queued under the same id.)
+offer or its expiry. Work that arrives in floods (inbound texts, texts out) is recorded in
+MongoDB and "kicks" a drain job that takes it in batches; dispatch triggers for one rescue
+coalesce into the one job already waiting.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.job import Job, JobStatus
 
 log = structlog.get_logger(__name__)
 
@@ -25,22 +23,18 @@ SEND_RETRY_INTERVALS = [1, 3, 10, 30, 60]
 PAYMENT_RETRY_INTERVALS = [2, 5, 15, 60, 300]
 RESULT_TTL = 60  # results are only for a look at recent jobs; an hour cost Redis ~33 KB per conversation
 FAILURE_TTL = 7 * 24 * 3600
-APPLY_INBOUND = "conversations.jobs.apply_inbound"
 DRAIN = "dispatch.jobs.send_pending"
+APPLY_PENDING = "conversations.jobs.apply_pending"
 # Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
 # at most one such job waits per argument. Without this a backlog fed on its own duplicates.
 COALESCED = {"dispatch.jobs.dispatch_rescue"}
 PENDING_TTL_SECONDS = 30  # a lost job's mark blocks new ones at most this long
-KICK_PREFIX = "sends:kick:"
-KICK_TTL_SECONDS = 30
+KICK_PREFIX = "kick:"
+KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
 # Drained before the other queue: conversation steps, dispatch, expiry, and the outbox drain
 # (offers and replies are texts). The other queue holds payment links and per-text retries.
-URGENT = {APPLY_INBOUND, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer", DRAIN}
-# A step takes milliseconds; one "started" longer probably lost its worker. If not, the
-# second copy only waits for the number's lock and finds the text applied.
-STARTED_STALE = timedelta(seconds=10)
-WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+URGENT = {APPLY_PENDING, "dispatch.jobs.dispatch_rescue", "dispatch.jobs.expire_offer", DRAIN}
 
 
 def urgent_queue_name(queue_name: str) -> str:
@@ -66,7 +60,7 @@ class Jobs:
             if path in COALESCED and not self.urgent.connection.set(_pending_key(path, args), "1", nx=True,
                                                                    ex=PENDING_TTL_SECONDS):
                 return  # one is queued and has not started: it will see whatever asked for this one
-            self._queue(path).enqueue(path, *args, retry=retry, job_id=_job_id(path, args),
+            self._queue(path).enqueue(path, *args, retry=retry,
                                       result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
@@ -84,20 +78,6 @@ class Jobs:
         except RedisError as exc:
             log.warning("enqueue_failed", job=func, error=type(exc).__name__)
 
-    def waiting(self, func: str, arg: str) -> bool:
-        """A job with a derived id is queued or running for `arg`: re-driving would repeat it."""
-        job_id = _job_id(_path(func), (arg,))
-        if job_id is None:
-            return False
-        try:
-            job = Job.fetch(job_id, connection=self.urgent.connection)
-        except Exception:  # no such job (finished, lost with Redis) or Redis unreachable
-            return False
-        status = job.get_status(refresh=False)
-        if status == JobStatus.STARTED and job.started_at:  # its worker may have been killed mid-job
-            return (datetime.now(timezone.utc) - job.started_at.replace(tzinfo=timezone.utc)) < STARTED_STALE
-        return status in WAITING
-
     def send(self, message_id: str, delay: float = 0) -> None:
         """One text's own send job, with back-off retries: for a text that failed in a drain
         or that the sweeper found stuck."""
@@ -111,22 +91,32 @@ class Jobs:
         self.send(message_id, delay=SEND_RETRY_INTERVALS[0])
 
     def kick_sends(self) -> None:
-        """Queue a drain of the outbox unless one is already queued and has not yet looked.
+        self._kick(DRAIN)
 
-        The drain deletes the kick key before each look at the outbox, and a text is stored
-        before it kicks, so a text whose kick finds the key set is seen by that look: no
-        text waits for the sweeper. The TTL bounds the damage if a drain job is lost.
+    def kick_inbound(self) -> None:
+        self._kick(APPLY_PENDING)
+
+    def kicked(self, drain: str) -> None:
+        """A drain clears its kick before each look at its work (see `_kick`)."""
+        self.urgent.connection.delete(_kick_key(drain, self.queue.name))
+
+    def _kick(self, drain: str) -> None:
+        """Queue a drain unless one is already queued and has not yet looked.
+
+        The drain deletes the kick key before each look at MongoDB, and work is stored
+        before it kicks, so work whose kick finds the key set is seen by that look: nothing
+        waits for the sweeper. The TTL bounds the damage if a drain job is lost.
         """
-        key = f"{KICK_PREFIX}{self.queue.name}"
+        key = _kick_key(drain, self.queue.name)
         try:
-            if self.queue.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
+            if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
                 try:
-                    self.urgent.enqueue(DRAIN, self.queue.name, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+                    self.urgent.enqueue(drain, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
                 except RedisError:
-                    self.queue.connection.delete(key)
+                    self.urgent.connection.delete(key)
                     raise
         except RedisError as exc:
-            log.warning("enqueue_failed", job="send_pending", error=type(exc).__name__)
+            log.warning("enqueue_failed", job=drain, error=type(exc).__name__)
 
     def payment_link(self, rescue_id: str) -> None:
         self.now("create_payment_link", rescue_id,
@@ -136,18 +126,16 @@ class Jobs:
         return self.urgent if path in URGENT else self.queue
 
 
+def _kick_key(drain: str, queue_name: str) -> str:
+    return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}"
+
+
 def _pending_key(path: str, args: tuple) -> str:
     return f"pending:{path.rsplit('.', 1)[-1]}:{args[0] if args else ''}"
 
 
 def _path(func: str) -> str:
     return func if "." in func else f"dispatch.jobs.{func}"
-
-
-def _job_id(path: str, args: tuple) -> str | None:
-    if path == APPLY_INBOUND and args and str(args[0]).isalnum():
-        return f"apply-{args[0]}"
-    return None
 
 
 def _svc():
@@ -160,19 +148,23 @@ def send_text(message_id: str) -> str:
     return _svc().delivery.deliver(message_id)
 
 
-def send_pending(queue_name: str) -> str:
-    """Drain the outbox: batch after batch until it is empty or DRAIN_ROUNDS have run, then
-    hand over to a fresh drain job so urgent work gets the worker in between."""
-    svc = _svc()
-    sent = 0
+def drain_rounds(jobs: Jobs, drain: str, take_batch, kick) -> str:
+    """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
+    hand over to a fresh drain job so other urgent work gets the worker in between."""
+    done = 0
     for _ in range(DRAIN_ROUNDS):
-        svc.redis.delete(f"{KICK_PREFIX}{queue_name}")
-        taken = svc.delivery.drain(svc.jobs.retry_send)
-        sent += taken
+        jobs.kicked(drain)
+        taken = take_batch()
+        done += taken
         if not taken:
-            return f"drained:{sent}"
-    svc.jobs.kick_sends()
-    return f"continued:{sent}"
+            return f"drained:{done}"
+    kick()
+    return f"continued:{done}"
+
+
+def send_pending() -> str:
+    svc = _svc()
+    return drain_rounds(svc.jobs, DRAIN, lambda: svc.delivery.drain(svc.jobs.retry_send), svc.jobs.kick_sends)
 
 
 def dispatch_rescue(rescue_id: str) -> str:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from dispatch.clock import now_ms
-from dispatch.jobs import APPLY_INBOUND
 from dispatch.rescues import SEARCHING
 
 if TYPE_CHECKING:
@@ -23,9 +22,8 @@ PENDING_TEXT_MS = 15_000
 SENDING_STUCK_MS = 30_000
 DRIVER_STUCK_MS = 30_000
 LINK_OVERDUE_MS = 20_000  # the link job takes milliseconds; 20 s means it died
-# An unapplied inbound text older than this with no job waiting lost it (or came in while Redis was down).
+# An unapplied inbound text older than this lost its drain (or came in while Redis was down).
 INBOUND_STUCK_MS = 5_000
-INBOUND_REDRIVE_MS = 20_000  # however it looks in RQ, at most one extra copy per text this often
 EVENT_STUCK_MS = 5_000  # handlers take milliseconds; an event unhandled this long lost its process
 BATCH = 200
 
@@ -58,17 +56,12 @@ class Sweeper:
                                        "updated_at": {"$lt": now - LINK_OVERDUE_MS}}, {"_id": 1}).limit(BATCH):
             svc.jobs.payment_link(rescue["_id"])
             counts["links_redriven"] += 1
-        # Inbound texts recorded but not applied: the job was lost with Redis, or never queued.
-        for msg in db.messages.find({"direction": "in", "channel": "sms", "processed": False,
-                                     "created_at": {"$lt": now - INBOUND_STUCK_MS}},
-                                    {"_id": 1, "created_at": 1, "redriven_at": 1}).limit(BATCH):
-            last = int(msg.get("redriven_at") or msg["created_at"])
-            # RQ can report a job "queued" that a killed worker had already taken off the queue,
-            # so a text waiting long enough is re-driven anyway (a second copy is a no-op).
-            if not svc.jobs.waiting(APPLY_INBOUND, msg["_id"]) or last < now - INBOUND_REDRIVE_MS:
-                db.messages.update_one({"_id": msg["_id"]}, {"$set": {"redriven_at": now}})
-                svc.jobs.now(APPLY_INBOUND, msg["_id"])
-                counts["inbound_redriven"] += 1
+        # Inbound texts recorded but not applied (the drain was lost with Redis or a killed
+        # worker, or a number was busy): kick the inbound drain; a waiting one absorbs the kick.
+        if db.messages.find_one({"direction": "in", "channel": "sms", "processed": False,
+                                 "created_at": {"$lt": now - INBOUND_STUCK_MS}}, {"_id": 1}):
+            svc.jobs.kick_inbound()
+            counts["inbound_redriven"] = 1
         counts["events_redelivered"] = svc.events.redeliver(now - EVENT_STUCK_MS)
         counts["texts_requeued"] = svc.outbox.requeue_pending(now - PENDING_TEXT_MS)
         for msg in db.messages.find({"direction": "out", "status": "sending",

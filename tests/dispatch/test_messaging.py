@@ -602,7 +602,7 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
 def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
     from rq import Queue
 
-    from dispatch.jobs import DRAIN, KICK_PREFIX, Jobs
+    from dispatch.jobs import DRAIN, Jobs
 
     name = f"q_kick_{uuid.uuid4().hex[:8]}"
     jobs = Jobs(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis))
@@ -610,12 +610,12 @@ def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
         for _ in range(5):
             jobs.kick_sends()
         assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN]
-        services.redis.delete(f"{KICK_PREFIX}{name}")  # what a drain does before it looks
+        jobs.kicked(DRAIN)  # what a drain does before it looks
         jobs.kick_sends()
         assert len(jobs.urgent.get_jobs()) == 2
     finally:
         jobs.urgent.delete(delete_jobs=True)
-        services.redis.delete(f"{KICK_PREFIX}{name}")
+        jobs.kicked(DRAIN)
 
 
 def message_in(db, message_id: str) -> dict:

@@ -312,3 +312,38 @@ def test_status_page_login_needs_csrf_and_the_api_needs_the_csrf_header(slate, p
                  lost=len(checks) - refused, duplicated=0, counted="400 / 403 answers; the rescue not cancelled")
     for name, want, got in checks:
         assert want == got, f"APP BUG: {name}: expected {want}, got {got}"
+
+
+def test_admin_token_guessing_is_locked_out_per_address(settings, services, table):
+    """Guessing the admin token at the default limit (ADMIN_TOKEN_TRIES_PER_MINUTE=10): every
+    door (API, /metrics, login) shares one count per address; past it, even the right token
+    is refused from that address until the minute is out, while other addresses go on."""
+    import dataclasses
+
+    from app import create_app
+    from dispatch.config import Settings
+    from dispatch.services import Services
+
+    limit = Settings().admin_token_tries_per_minute
+    svc = Services(dataclasses.replace(settings, admin_token_tries_per_minute=limit), services.db, services.redis)
+    guesser = create_app(services=svc).test_client()
+    guesser.environ_base["REMOTE_ADDR"] = f"10.66.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    honest = create_app(services=svc).test_client()
+    honest.environ_base["REMOTE_ADDR"] = "10.77.0.1"
+    doors = ["/api/rescues", "/metrics", "/api/drivers"]
+    answers = [guesser.get(doors[i % len(doors)], headers={"Authorization": f"Bearer guess-{i}"}).status_code
+               for i in range(limit * 3)]
+    right = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    locked_right = guesser.get("/api/rescues", headers=right).status_code
+    other = honest.get("/api/rescues", headers=right).status_code
+    compared = answers.count(401)
+    assert compared == limit and answers[limit:] == [429] * (limit * 2), answers
+    assert (locked_right, other) == (429, 200)
+    table.record("Admin token guessing", f"{limit * 3} wrong bearer tokens from one address across the API and "
+                 "/metrics, then the right token from it and from another address", times=limit * 3,
+                 expected=limit * 3, lost=0, duplicated=0,
+                 counted="tokens compared (must be the limit), 429 refusals, the right token refused while locked "
+                         "and accepted from another address")
+    table.figure("Admin token guessing", f"{compared} of {limit * 3} guesses were compared at all "
+                 f"(ADMIN_TOKEN_TRIES_PER_MINUTE={limit}); the rest got 429 without a comparison, as did the right "
+                 f"token from the guessing address, which another address used at the same time ({other})")
