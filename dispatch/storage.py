@@ -34,6 +34,7 @@ def ensure_indexes(db: Database) -> None:
     db.messages.create_index([("rescue_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("status")
     db.messages.create_index([("phone", ASCENDING), ("processed", ASCENDING), ("seq", ASCENDING)])
+    db.messages.create_index([("processed", ASCENDING), ("seq", ASCENDING)])  # the inbound drain's look
     db.riders.create_index("phone", unique=True)
     db.drivers.create_index("phone", unique=True)
     db.drivers.create_index("status")
