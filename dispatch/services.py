@@ -4,7 +4,9 @@ from __future__ import annotations
 from functools import cached_property
 
 import redis as redis_lib
+import structlog
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 from rq import Queue
 
 from dispatch import metrics
@@ -22,6 +24,8 @@ from dispatch.pricing import Quote, quote, surge_multiplier
 from dispatch.rescue_store import RescueStore
 from dispatch.storage import connect, ensure_indexes
 from dispatch.sweeper import Sweeper
+
+log = structlog.get_logger(__name__)
 
 
 class Services:
@@ -87,8 +91,14 @@ def redis_client(settings: Settings) -> redis_lib.Redis:
 
 
 def build_services(settings: Settings) -> Services:
+    """Connect and make sure the indexes exist. A process that starts while MongoDB is down
+    (a web worker replaced mid-outage, say) still starts: it answers 503s and /healthz until
+    the store is back, and the next process to start creates whatever index is missing."""
     db = connect(settings)
-    ensure_indexes(db)
+    try:
+        ensure_indexes(db)
+    except PyMongoError as exc:
+        log.warning("indexes_not_checked", error=type(exc).__name__)
     return Services(settings=settings, db=db, redis=redis_client(settings))
 
 

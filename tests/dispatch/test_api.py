@@ -172,3 +172,15 @@ def test_session_login_csrf_and_logout(client):
     client.post("/logout", data={"csrf": session_csrf})
     assert client.get("/api/rescues").status_code == 401
     assert client.get("/").status_code == 302
+
+
+def test_a_web_process_started_while_mongodb_is_down_still_answers_healthz(settings):
+    """gunicorn builds the app on a worker's first request; a worker replaced during a MongoDB
+    outage must answer 503 JSON, not an HTML 500 from a failed index check."""
+    import dataclasses
+
+    from app import create_app
+
+    down = dataclasses.replace(settings, mongo_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300")
+    r = create_app(settings=down).test_client().get("/healthz")
+    assert r.status_code == 503 and r.get_json()["mongodb"] is False

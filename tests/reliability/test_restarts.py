@@ -92,9 +92,12 @@ class Stack:
     def health(self, timeout: float = 15) -> tuple[int, dict]:
         try:
             r = httpx.get(f"{self.url}/healthz", timeout=timeout)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:
             return 0, {"error": type(exc).__name__}
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, {"error": "not JSON", "body": r.text[:200]}
 
     def post_sms(self, params: dict[str, str]) -> httpx.Response:
         return signed_post(self.url, self.url, "/twilio/sms", params)
