@@ -1,9 +1,9 @@
 """The conversation engine: inbound message in, flow step, effects applied, replies out.
 
 Order of work for one inbound text: the webhook records it (idempotent on MessageSid) and
-queues a job; the job, under the sender's lock, runs carrier keywords -> the flow for the
+kicks the inbound drain; the drain, under the sender's lock, runs carrier keywords -> the flow for the
 sender's role -> applies the effects, each idempotent on a key derived from the MessageSid
--> saves the conversation -> marks the message processed. A job retried after a crash
+-> saves the conversation -> marks the message processed. A drain re-run after a crash
 anywhere in that sequence redoes it without doubling any effect.
 """
 from __future__ import annotations
@@ -82,8 +82,8 @@ class Engine:
     def accept(self, msg: Inbound) -> str:
         """The webhook's whole part: record the text once (MongoDB is the record) and queue
         its step. Answering Twilio never waits on a flow, a lock or the number's previous
-        text; replies go out by SMS jobs anyway. If Redis is down the job is not queued and
-        the sweeper applies the text once it is back."""
+        text; replies go out by SMS jobs anyway. If Redis is down no drain is kicked and the
+        sweeper kicks one once it is back."""
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
             return "no-sender"
@@ -132,7 +132,7 @@ class Engine:
                                                  "processed": False}).sort([("seq", 1)])
             for pending in list(waiting):
                 if pending.get("seq", 0) > doc.get("seq", 0):
-                    break  # later texts are applied by their own jobs, after this one
+                    break  # later texts wait for the drain's next look, after this one
                 result = self._apply_recorded(pending)
                 if pending["_id"] == message_id:
                     outcome = result

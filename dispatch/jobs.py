@@ -3,9 +3,9 @@
 Every job may run twice (a worker killed mid-job is retried), so each is idempotent: it
 re-reads MongoDB and acts only if the work is still to be done.
 
-Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry)
-before `<RQ_QUEUE>` (texts out, payment links), so a backlog of sends never delays an
-offer or its expiry. Work that arrives in floods (inbound texts, texts out) is recorded in
+Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry,
+the outbox drain) before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or
+retried vendor calls never delay an offer or its expiry. Work that arrives in floods (inbound texts, texts out) is recorded in
 MongoDB and "kicks" a drain job that takes it in batches; dispatch triggers for one rescue
 coalesce into the one job already waiting.
 """
