@@ -19,35 +19,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from flask import Flask, Response, abort, g, render_template, request
+from flask import Flask, g, request
 
-from dispatch import metrics
-from dispatch.admin_auth import TooManyWrongTokens, token_ok
-from dispatch.clock import iso
+from dispatch.adapters.logs import setup_logging
+from dispatch.adapters.rq_scheduler import urgent_queue_name
+from dispatch.bootstrap import Services, build_services
 from dispatch.config import Settings, load_settings
-from dispatch.jobs import urgent_queue_name
-from dispatch.logs import setup_logging
-from dispatch.services import Services, build_services
+from dispatch.model.clock import iso
 
 WEB_WORKERS = 2
 WEB_THREADS = 8
-OUTBOX_ROWS = 100
 STOP_TIMEOUT_SECONDS = 10
+MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
+NO_STRIPE = "   (no Stripe: test-payment pages)"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     settings = settings or (services.settings if services else load_settings())
     setup_logging(settings.log_level, settings.sentry_dsn, process="web")
-    app = Flask(__name__, template_folder="templates")
-    app.extensions["supportcarr"] = services or build_services(settings)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's largest webhook is a few KB
+    app = Flask(__name__, template_folder="templates", static_folder="dispatch/http/static")
+    svc = app.extensions["supportcarr"] = services or build_services(settings)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.jinja_env.filters["clock"] = lambda ms: (iso(ms) or "")[11:19]
 
     from conversations.voice import bp as voice_bp
     from conversations.webhooks import bp as twilio_bp
-    from dispatch.api import api, health
-    from dispatch.payment_routes import bp as payments_bp
-    from dispatch.web import bp as web_bp, session_secret
+    from dispatch.http.api import api, health
+    from dispatch.http.auth import session_secret
+    from dispatch.http.pages import bp as web_bp
+    from dispatch.http.payments import bp as payments_bp
 
     app.register_blueprint(twilio_bp)
     app.register_blueprint(voice_bp)
@@ -70,34 +70,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def observe(response):
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         if rule.startswith(("/twilio", "/stripe")):
-            metrics.WEBHOOK_SECONDS.labels(rule).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+            svc.metrics.webhook_seconds(rule, time.perf_counter() - g.get("started", time.perf_counter()))
         response.headers["X-Request-Id"] = g.get("request_id", "")
         return response
-
-    @app.get("/metrics")
-    def prometheus_metrics():
-        from dispatch.api import admin_authorised, too_many_wrong_tokens
-
-        try:
-            if not admin_authorised():
-                return {"error": "missing or wrong bearer token"}, 401
-        except TooManyWrongTokens:
-            return too_many_wrong_tokens()
-        return Response(metrics.render(app.extensions["supportcarr"]), mimetype=metrics.CONTENT_TYPE)
-
-    @app.get("/sandbox/outbox")
-    def sandbox_outbox():
-        svc = app.extensions["supportcarr"]
-        if not svc.settings.sandbox:
-            abort(404)
-        try:
-            if not token_ok(svc.redis, svc.settings.admin_token, request.args.get("token", ""), request.remote_addr,
-                            svc.settings.admin_token_tries_per_minute):
-                abort(401)
-        except TooManyWrongTokens:
-            abort(429)
-        messages = svc.db.messages.find().sort("created_at", -1).limit(OUTBOX_ROWS)
-        return render_template("sandbox_outbox.html", messages=list(messages))
 
     return app
 
@@ -131,7 +106,7 @@ def _wait_for(check, what: str, timeout: float = 20.0) -> None:
         try:
             if check():
                 return
-        except Exception:
+        except Exception:  # noqa: BLE001 - a server still starting fails in many ways: look again
             pass
         time.sleep(0.1)
     raise SystemExit(f"{what} did not start within {timeout:.0f}s")
@@ -167,7 +142,7 @@ class Supervisor:
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
               log_file: Path | None = None, restart: bool = False) -> subprocess.Popen:
-        out = open(log_file, "ab") if log_file else None
+        out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - held for the child's lifetime
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                 start_new_session=True)
         if pid_file:
@@ -286,7 +261,7 @@ def main() -> int:
 SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if settings.sandbox else 'live Twilio'}).
   Status page:          {local}/   (sign in with the admin token: {settings.admin_token})
   Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status
-  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else '   (no Stripe: test-payment pages)'}
+  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else NO_STRIPE}
   Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)
   Health:               {local}/healthz""", flush=True)
         if settings.sandbox:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from _harness import pct, sign  # noqa: F401  (bench/ is on sys.path when run as a script)
+from _harness import pct, sign
 
 WRK_SCRIPT = r"""
 local counter = 0

@@ -30,9 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-
-from _harness import Numbers, Stack, add_drivers, machine_line, pct, text  # noqa: E402
+import httpx
+from _harness import Numbers, Stack, add_drivers, machine_line, pct, text
 
 OFFER_RE = re.compile(r"^SupportCarr offer (R\d+)")
 
@@ -102,7 +101,8 @@ def main() -> int:
         t0 = time.time()
         list(pool.map(intake, riders))
         wait_quiet(fake, 1.0)
-        print(f"{args.drivers} drivers online; {args.requests} riders at the quote (intake took {time.time() - t0:.1f} s "
+        print(f"{args.drivers} drivers online; {args.requests} riders at the quote "
+              f"(intake took {time.time() - t0:.1f} s "
               f"incl. their replies)", flush=True)
 
         # Drivers: answer every offer, do the job, come free again.
@@ -127,11 +127,10 @@ def main() -> int:
                 seen += len(sent)
                 time.sleep(0.01)
 
-        import redis
-        from rq import Queue
-
         from collections import Counter
 
+        import redis
+        from rq import Queue
         from rq.job import Job
 
         conn = redis.Redis.from_url(env["REDIS_URL"])
@@ -242,7 +241,8 @@ def main() -> int:
             print(f"{'queue lag: rider Y -> offer sent':34}{pct(lags, 50) * 1000:8.0f}{pct(lags, 90) * 1000:8.0f}"
                   f"{pct(lags, 99) * 1000:8.0f}{max(lags) * 1000:8.0f}")
             if waited and direct:
-                print(f"{'  of which never waited for a driver':34}{pct(direct, 50) * 1000:8.0f}{pct(direct, 90) * 1000:8.0f}"
+                print(f"{'  of which never waited for a driver':34}"
+                      f"{pct(direct, 50) * 1000:8.0f}{pct(direct, 90) * 1000:8.0f}"
                       f"{pct(direct, 99) * 1000:8.0f}{max(direct) * 1000:8.0f}")
             print(f"queue lag / baseline: p50 {pct(lags, 50) / b50:.1f}x, p99 {pct(lags, 99) / b50:.1f}x")
             print(f"rescues that found no free driver and waited for the dispatcher's retry timer: {len(waited)}")
@@ -254,7 +254,8 @@ def main() -> int:
               f"median {pct(depth, 50) if depth else 0:.0f}")
         print(f"rescue statuses at the end: {statuses}")
         print(f"service CPU from the first Y to the end: {cpu_used:.1f} core-s in {wall_used:.0f} s "
-              f"({cpu_used / wall_used:.2f} of {psutil.cpu_count()} cores busy, about {cpu_used / args.requests * 1000:.0f} "
+              f"({cpu_used / wall_used:.2f} of {psutil.cpu_count()} cores busy, "
+              f"about {cpu_used / args.requests * 1000:.0f} "
               f"CPU ms per rescue); {jobs_run} RQ jobs run "
               f"({jobs_run / args.requests:.1f} per rescue, incl. the jobs of drivers' ARRIVED/DONE and payment links)")
         print("  RQ jobs per rescue by function: " + ", ".join(f"{name} {n / args.requests:.1f}"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Numbers, Stack, add_drivers, machine_line, pct, text  # noqa: E402
+from _harness import Numbers, Stack, add_drivers, machine_line, pct, text
 
 TARGET_LATE_MS = 1500
 
@@ -66,16 +66,16 @@ def main() -> int:
         queue = Queue("default-urgent", connection=redis.Redis.from_url(env["REDIS_URL"]))  # where expiries go
         rng = random.Random(3)
         t_start = time.time()
-        for i in range(args.rescues):
+        for _ in range(args.rescues):
             rider = numbers.next()
             lat, lng = 40.71 + rng.random() * 0.10, -74.01 + rng.random() * 0.06
             text(base, rider, f"flat tire at {lat:.5f},{lng:.5f}")
             text(base, rider, "skip")
             text(base, rider, "y")
         if args.backlog:
+            from dispatch.adapters.logs import setup_logging
+            from dispatch.bootstrap import build_services
             from dispatch.config import load_settings
-            from dispatch.logs import setup_logging
-            from dispatch.services import build_services
 
             setup_logging("WARNING", None, process="bench")
             svc = build_services(load_settings(env))
@@ -128,7 +128,8 @@ def main() -> int:
             # The scheduler's lateness sits around 0 (it can even run early), so a ratio means little: the
             # difference is what the app's expiry path adds to a plain scheduled job.
             print(f"\noffers vs a plain scheduled job: p50 {pct(late_offers, 50) - pct(base_late, 50):+.0f} ms, "
-                  f"p99 {pct(late_offers, 99) - pct(base_late, 99):+.0f} ms, max {max(late_offers) - max(base_late):+.0f} ms "
+                  f"p99 {pct(late_offers, 99) - pct(base_late, 99):+.0f} ms, "
+                  f"max {max(late_offers) - max(base_late):+.0f} ms "
                   f"(p50 ratio {pct(late_offers, 50) / max(1.0, pct(base_late, 50)):.1f}x)")
         print(f"expired by the offer timer: {by_timer} of {len(events)} (the rest by the sweeper)")
         print(f"early expiries: {early}; later than {TARGET_LATE_MS} ms: {over} of {len(late_offers)}")

@@ -1,9 +1,9 @@
 """Matching: ranking candidates with 1k / 10k / 100k drivers in the Redis GEO index, against
 a linear scan in Python (great_circle to every driver, sort) measured in the same run.
 
-The indexed path is the app's own `dispatch.matching.GeoIndex` on the embedded Redis
+The indexed path is the app's own `dispatch.matching.Matcher` on the embedded Redis
 (redis-server 6.2) and the embedded MongoDB-wire server (nx-27017) through pymongo:
-`GeoIndex.candidates()` = `ensure()` (one EXISTS) -> `nearby()` (GEOSEARCH, nearest 50
+`Matcher.candidates()` = `ensure()` (one EXISTS) -> `nearby()` (GEOSEARCH, nearest 50
 within the first radius step) -> one `find({_id: {$in: hits}})` re-check in MongoDB ->
 `is_candidate` -> `rank()`. Each part is also timed on its own.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Stack, machine_line, pct  # noqa: E402
+from _harness import Stack, machine_line, pct
 
 CENTER = (40.7580, -73.9855)  # the default SERVICE_AREA: Times Square, 15 km
 AREA_KM = 15.0
@@ -70,9 +70,11 @@ def main() -> int:
     import redis
     from geopy.distance import great_circle
 
-    from dispatch.clock import now_ms
-    from dispatch.matching import (CANDIDATES_PER_STEP, GEO_BUILT_KEY, GEO_KEY, RADIUS_STEPS_KM, Candidate,
-                                   GeoIndex, rank)
+    from dispatch.adapters.mongo.drivers import MongoDrivers
+    from dispatch.adapters.redis_geo import CANDIDATES_PER_STEP, GEO_BUILT_KEY, GEO_KEY, RedisGeoIndex
+    from dispatch.matching import RADIUS_STEPS_KM, Matcher
+    from dispatch.model.clock import now_ms
+    from dispatch.model.driver import Candidate, rank
 
     print(f"matching scaling  [{machine_line()}]", flush=True)
     print(f"drivers uniform over a {AREA_KM:.0f} km disc round Times Square; pickups within {PICKUP_KM:.0f} km; "
@@ -82,7 +84,8 @@ def main() -> int:
     try:
         r = redis.Redis.from_url(stack.redis_url)
         db = pymongo.MongoClient(stack.mongo_url, tz_aware=True)["bench_matching"]
-        geo = GeoIndex(r, db.drivers)
+        matcher = Matcher(RedisGeoIndex(r), MongoDrivers(db))
+        geo = matcher.geo
         for n in sizes:
             rng = random.Random(n)
             now = now_ms()
@@ -100,7 +103,8 @@ def main() -> int:
             geo_load = time.perf_counter() - t0
 
             def doc(d):
-                return {"_id": d[0], "phone": f"+1{hash(d[0]) % 10**10:010d}", "status": "available", "active": True,
+                return {"_id": d[0], "phone": f"+1{hash(d[0]) % 10**10:010d}", "name": d[0], "vehicle": "Van",
+                        "status": "available", "active": True,
                         "location": {"lat": d[1], "lng": d[2], "label": ""}, "location_updated_at": now,
                         "idle_since": d[3], "updated_at": now}
 
@@ -127,7 +131,7 @@ def main() -> int:
 
             t_geo, t_mongo, t_rank, t_full, hit_counts = [], [], [], [], []
             for lat, lng in queries[:5]:  # warm-up
-                geo.candidates(lat, lng, set())
+                matcher.candidates(lat, lng, set())
             for lat, lng in queries:
                 t0 = time.perf_counter()
                 for radius in RADIUS_STEPS_KM:
@@ -141,7 +145,7 @@ def main() -> int:
                 t3 = time.perf_counter()
                 ranked = rank(cands)
                 t4 = time.perf_counter()
-                full = geo.candidates(lat, lng, set())
+                full = matcher.candidates(lat, lng, set())
                 t5 = time.perf_counter()
                 assert ranked and full and full[0].driver_id == ranked[0].driver_id
                 t_geo.append(t1 - t0)
@@ -163,7 +167,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 best = scan(lat, lng)
                 t_scan.append(time.perf_counter() - t0)
-                full = geo.candidates(lat, lng, set())
+                full = matcher.candidates(lat, lng, set())
                 # Same winner both ways (GEOSEARCH distances are geohash-rounded: allow a tie).
                 assert best and full and (best[0].driver_id == full[0].driver_id
                                            or abs(best[0].distance_km - full[0].distance_km) < 0.01)
@@ -183,7 +187,8 @@ def main() -> int:
                   f"{row['scan'] / row['full']:8.0f}x{row['hits']:6.0f}")
         first, last = rows[0], rows[-1]
         growth_n = last["n"] / first["n"]
-        print(f"\ngrowth {first['n']} -> {last['n']} drivers ({growth_n:.0f}x): candidates() {last['full'] / first['full']:.2f}x, "
+        print(f"\ngrowth {first['n']} -> {last['n']} drivers ({growth_n:.0f}x): "
+              f"candidates() {last['full'] / first['full']:.2f}x, "
               f"GEOSEARCH {last['geo'] / first['geo']:.2f}x, scan {last['scan'] / first['scan']:.0f}x")
         speedup = last["scan"] / last["full"]
         print(f"speed-up over the scan at {last['n']}: {speedup:.0f}x (target >= {TARGET_SPEEDUP:.0f}x: "

@@ -107,7 +107,9 @@ def main() -> None:
             import pymongo
             import redis
 
-            from dispatch.matching import GeoIndex
+            from dispatch.adapters.mongo.drivers import MongoDrivers
+            from dispatch.adapters.redis_geo import RedisGeoIndex
+            from dispatch.matching import Matcher
 
             db = pymongo.MongoClient(mongo_url)["supportcarr"]
             now_ms = int(time.time() * 1000)
@@ -120,7 +122,7 @@ def main() -> None:
                              "created_at": now_ms, "updated_at": now_ms})
             for k in range(0, bulk, 1000):
                 db.drivers.insert_many(docs[k:k + 1000])
-            indexed = GeoIndex(redis.Redis.from_url(redis_url), db.drivers).rebuild()
+            indexed = Matcher(RedisGeoIndex(redis.Redis.from_url(redis_url)), MongoDrivers(db)).rebuild()
             print(f"{bulk} drivers written to MongoDB; GEO index rebuilt with {indexed} available drivers", flush=True)
         time.sleep(1.0)
         baseline, offers = [], []

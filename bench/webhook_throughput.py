@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _load  # noqa: E402
-from _harness import Numbers, Stack, machine_line, rss_mb  # noqa: E402
+import _load
+from _harness import Numbers, Stack, machine_line, rss_mb
 
 CONVERSATION = ("flat tire at Union Square", "skip", "n")
 TARGET_RPS_RATIO, TARGET_P99_RATIO = 0.30, 4.0
@@ -108,7 +108,6 @@ def profile_one_text(env: dict[str, str], numbers: Numbers, n: int = 10, cprofil
     commands per inbound text and where the time of one text goes. Run while the web tier is idle."""
     import pymongo.monitoring
     import redis
-
     from _harness import sign, text_params
 
     tally = command_tally()
@@ -127,7 +126,8 @@ def profile_one_text(env: dict[str, str], numbers: Numbers, n: int = 10, cprofil
     url = settings.public_base_url + "/twilio/sms"
     params = text_params(numbers.next(), "hi")
     client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": sign(url, params)})  # warm
-    tally.count.clear(); tally.micros.clear()
+    tally.count.clear()
+    tally.micros.clear()
     redis_before = redis_calls()
     profiler = None
     if cprofile:
@@ -189,8 +189,10 @@ def snapshot(label: str, web: int, workers: list, stack: Stack) -> dict[str, flo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2, help="bare/service rounds (medians reported)")
-    ap.add_argument("--connections", type=int, default=16, help="concurrent connections (default: 2 workers x 8 threads)")
-    ap.add_argument("--service-conversations", type=int, default=400, help="conversations per service round (3 texts each)")
+    ap.add_argument("--connections", type=int, default=16,
+                    help="concurrent connections (default: 2 workers x 8 threads)")
+    ap.add_argument("--service-conversations", type=int, default=400,
+                    help="conversations per service round (3 texts each)")
     ap.add_argument("--bare-requests", type=int, default=30000, help="requests per bare round")
     ap.add_argument("--conversations", type=int, default=1000, help="total conversations before the memory reading")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
@@ -254,7 +256,8 @@ def main() -> int:
             return statistics.median(getattr(x, attr) for x in results)
 
         brps, sr = med(bare_results, "rps"), med(svc_results, "rps")
-        print(f"\nmedians of {args.rounds} rounds      {'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+        print(f"\nmedians of {args.rounds} rounds      "
+              f"{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
         for name, res in (("bare Flask TwiML (baseline)", bare_results), ("service /twilio/sms", svc_results)):
             print(f"{name:28}{med(res, 'rps'):8.0f}{med(res, 'p50_ms'):9.1f}{med(res, 'p90_ms'):9.1f}"
                   f"{med(res, 'p99_ms'):9.1f}{med(res, 'max_ms'):9.1f}")
@@ -300,7 +303,8 @@ def main() -> int:
         for name in end_snap:
             first = early_snap.get(name, warm_snap.get(name, float("nan")))
             e = f"{early_snap[name]:9.1f}" if name in early_snap else f"{'-':>9}"
-            print(f"{name:18}{e}{warm_snap.get(name, float('nan')):9.1f}{end_snap[name]:9.1f}{end_snap[name] - first:+9.1f}")
+            print(f"{name:18}{e}{warm_snap.get(name, float('nan')):9.1f}{end_snap[name]:9.1f}"
+                  f"{end_snap[name] - first:+9.1f}")
         print("(the RQ workers start after the throughput rounds: their first reading is after draining that backlog)")
         web_total = sum(v for k, v in end_snap.items() if k.startswith("web"))
         rq_total = sum(v for k, v in end_snap.items() if k.startswith("rq"))

@@ -1,43 +1,70 @@
 """The conversation engine: inbound message in, flow step, effects applied, replies out.
 
 Order of work for one inbound text: the webhook records it (idempotent on MessageSid) and
-kicks the inbound drain; the drain, under the sender's lock, runs carrier keywords -> the flow for the
-sender's role -> applies the effects, each idempotent on a key derived from the MessageSid
--> saves the conversation -> marks the message processed. A drain re-run after a crash
-anywhere in that sequence redoes it without doubling any effect.
+kicks the inbound drain; the drain, under the sender's lock, runs carrier keywords -> the
+flow for the sender's role -> applies the effects, each idempotent on a key derived from
+the MessageSid -> saves the conversation -> marks the message applied. A drain re-run
+after a crash anywhere in that sequence redoes it without doubling any effect.
+
+Calls (conversations.voice) go through the same flows and the same effect handlers; only
+their words are spoken instead of texted.
 """
 from __future__ import annotations
 
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pymongo.errors import DuplicateKeyError
 
-from conversations.guards import PhoneBusy, over_rate_limit, phone_lock
-from conversations.store import ConversationStore
-from dispatch.clock import now_ms
-from dispatch.dispatcher import DispatchError, Outcome
-from dispatch.geo import Point
-from dispatch.metrics import MESSAGES_IN, outcome_label
-from dispatch.payments import PaymentError
-from dispatch.phones import is_textable, mask, sender_key
-from dispatch.rescues import Rescue
-from dispatch.services import Services
+from dispatch.bootstrap import Services
+from dispatch.dispatcher import DriverResult
+from dispatch.model import events as ev
+from dispatch.model import message as m
+from dispatch.model.clock import now_ms
+from dispatch.model.driver import Driver
+from dispatch.model.errors import DomainError
+from dispatch.model.geo import Point
+from dispatch.model.phones import is_textable, mask, sender_key
+from dispatch.model.rescue import Rescue
+from dispatch.ports import Busy
 from dispatch.texts import say
 from flows import driver as driver_flow
 from flows import rider, words
-from flows.effects import (CancelRescue, CreateRescue, DriverCommand, FlowContext, RateRescue, Relay, Reply,
-                           ResendPaymentLink)
+from flows.effects import (
+    Accept,
+    CancelRescue,
+    CreateRescue,
+    Decline,
+    Drop,
+    Effect,
+    FlowContext,
+    GoOffline,
+    GoOnline,
+    JobStep,
+    Locate,
+    RateRescue,
+    RecordCall,
+    Relay,
+    Reply,
+    ResendPaymentLink,
+    SendText,
+    StepResult,
+    TextParty,
+)
 
 log = structlog.get_logger(__name__)
 
 JOB_LOCK_WAIT_SECONDS = 60.0
 LANE_LOCK_WAIT_SECONDS = 2.0  # in a drain a busy number is skipped, not waited for
+# A step takes milliseconds (seconds with a slow geocoder); a process killed holding the
+# lock blocks that number until the TTL runs out.
+PHONE_LOCK_TTL_SECONDS = 15
 INBOUND_BATCH = 64
 INBOUND_THREADS = 8
 _lanes: ThreadPoolExecutor | None = None
@@ -52,17 +79,8 @@ def _pool() -> ThreadPoolExecutor:
         return _lanes
 
 
-@dataclass
-class StepOutcome:
-    """What one rider step did, for entry points that answer in their own words (voice)."""
-    state: str
-    data: dict[str, Any]
-    replies: list[Reply] = field(default_factory=list)
-    rescue: Rescue | None = None
-
-    def said(self, template: str) -> dict[str, Any] | None:
-        """The context of the reply with this template, if the step gave one."""
-        return next((r.context for r in self.replies if r.template == template), None)
+class UnknownEffect(TypeError):
+    """A flow asked for something the engine has no handler for: a bug, never ignored."""
 
 
 @dataclass
@@ -70,15 +88,41 @@ class Inbound:
     sid: str
     sender: str
     body: str
-    channel: str = "sms"
+    channel: str = m.SMS
     media: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Turn:
+    """One message's worth of effects being applied, and what they produced."""
+    phone: str
+    key: str  # the step's idempotency key (the MessageSid, or a call step)
+    channel: str = m.SMS
+    driver: Driver | None = None
+    created: Rescue | None = None
+    texts: list[str] = field(default_factory=list)
+    results: list[DriverResult] = field(default_factory=list)
 
 
 class Engine:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.conversations = ConversationStore(svc.db)
+        self.conversations = svc.conversations
+        d = svc.dispatcher
+        self._handlers: dict[type, Callable[[Turn, Any], None]] = {
+            Reply: self._say, SendText: self._send_text, TextParty: self._text_party, Relay: self._relay,
+            CreateRescue: self._create_rescue, CancelRescue: self._cancel_rescue, RateRescue: self._rate,
+            ResendPaymentLink: self._resend_link, RecordCall: self._record_call,
+            GoOnline: self._command(lambda t, e: d.go_online(t.driver)),
+            GoOffline: self._command(lambda t, e: d.go_offline(t.driver)),
+            Accept: self._command(lambda t, e: d.accept(t.driver, e.code)),
+            Decline: self._command(lambda t, e: d.decline(t.driver)),
+            JobStep: self._command(lambda t, e: d.job_action(t.driver, e.action)),
+            Drop: self._command(lambda t, e: d.drop(t.driver)),
+            Locate: self._command(lambda t, e: d.update_location(t.driver, Point.from_json(e.place))),
+        }
 
+    # -- the webhook's part and the drain ---------------------------------------------------
     def accept(self, msg: Inbound) -> str:
         """The webhook's whole part: record the text once (MongoDB is the record) and queue
         its step. Answering Twilio never waits on a flow, a lock or the number's previous
@@ -91,17 +135,15 @@ class Engine:
         if not new:
             log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
             return "duplicate"
-        self.svc.jobs.kick_inbound()
+        self.svc.scheduler.kick_inbound()
         return "queued"
 
     def apply_pending(self) -> int:
         """One batch of the inbound drain: the oldest unapplied texts, one lane per number on
-        a thread pool (a number's texts in order, different numbers side by side, as the web
-        tier's threads used to). Returns how many numbers it moved on, so a drain stops when
-        only a busy number (a call in progress) or a failing text is left: those wait for the
-        next kick or the sweeper's."""
-        batch = list(self.svc.db.messages.find({"direction": "in", "channel": "sms", "processed": False},
-                                               {"phone": 1, "seq": 1}).sort("seq", 1).limit(INBOUND_BATCH))
+        a thread pool (a number's texts in order, different numbers side by side). Returns
+        how many numbers it moved on, so a drain stops when only a busy number (a call in
+        progress) or a failing text is left: those wait for the next kick or the sweeper's."""
+        batch = self.svc.messages.unapplied(INBOUND_BATCH)
         if not batch:
             return 0
         last: dict[str, dict[str, Any]] = {}
@@ -113,24 +155,31 @@ class Engine:
     def _apply_lane(self, message_id: str) -> str:
         try:
             return self.apply_recorded(message_id, wait=LANE_LOCK_WAIT_SECONDS)
-        except PhoneBusy:
+        except Busy:
             return "busy"
-        except Exception:  # noqa: BLE001 - one number's failure must not stop the others
+        except Exception:
             log.exception("inbound_apply_failed", message_id=message_id)
             return "failed"
+
+    @contextmanager
+    def phone_lock(self, phone: str, wait: float) -> Iterator[None]:
+        """One message per number at a time across every process (re-entrant per thread:
+        a call's step runs under the lock its callback already holds)."""
+        with self.svc.locks.hold(f"phone:{phone}", PHONE_LOCK_TTL_SECONDS, wait) as got:
+            if not got:
+                raise Busy(phone)
+            yield
 
     def apply_recorded(self, message_id: str, wait: float = JOB_LOCK_WAIT_SECONDS) -> str:
         """Apply a recorded text, and before it every earlier unapplied text from the same
         number, in arrival order, under the number's lock: two workers picking up two texts
         from one rider still apply them one at a time and in order."""
-        doc = self.svc.db.messages.find_one({"_id": message_id, "direction": "in"})
+        doc = self.svc.messages.inbound(message_id)
         if doc is None or doc.get("processed"):
             return "done"
         outcome = "done"
-        with phone_lock(self.svc.redis, doc["phone"], wait):
-            waiting = self.svc.db.messages.find({"phone": doc["phone"], "direction": "in", "channel": "sms",
-                                                 "processed": False}).sort([("seq", 1)])
-            for pending in list(waiting):
+        with self.phone_lock(doc["phone"], wait):
+            for pending in self.svc.messages.unapplied_from(doc["phone"]):
                 if pending.get("seq", 0) > doc.get("seq", 0):
                     break  # later texts wait for the drain's next look, after this one
                 result = self._apply_recorded(pending)
@@ -138,26 +187,35 @@ class Engine:
                     outcome = result
         return outcome
 
-    def voice_step(self, caller: str, step_key: str, said: str) -> StepOutcome | None:
+    def voice_step(self, caller: str, step_key: str, said: str) -> StepResult | None:
         """One answer in a voice intake: the rider flow exactly as for a text, in the same
         conversation, but answered by the caller's TwiML instead of SMS replies. None when
         the caller is over the flood limit."""
         key = sender_key(caller, self.svc.settings.default_region)
         if key is None:
             return None
-        msg = Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel="voice")
-        with phone_lock(self.svc.redis, key, self.svc.settings.phone_lock_wait_seconds):
+        msg = Inbound(sid=f"voice:{step_key}", sender=caller, body=said, channel=m.VOICE)
+        with self.phone_lock(key, self.svc.settings.phone_lock_wait_seconds):
             record, _ = self._record_inbound(key, msg, words.clean(said))
             if record.get("processed"):
                 convo = self.conversations.load(key, role="rider")
-                return StepOutcome(convo.state, convo.data)
+                return StepResult(convo.state, convo.data)
             if self._flooded(key):
                 self._finish(record, "rate-limited")
                 return None
             # no carrier keywords by voice: a caller saying "stop" means no harm
-            step = self._rider_step(key, msg.sid, record["body"], channel="voice")
+            step = self._rider_step(key, msg.sid, record["body"], channel=m.VOICE)
             self._finish(record, f"rider:{step.state}")
             return step
+
+    def run(self, turn: Turn, effects: list[Effect]) -> Turn:
+        """Apply effects in order, each with the handler of its type."""
+        for effect in effects:
+            handler = self._handlers.get(type(effect))
+            if handler is None:
+                raise UnknownEffect(f"no handler for {type(effect).__name__}")
+            handler(turn, effect)
+        return turn
 
     # -- steps ---------------------------------------------------------------------------
     def _apply_recorded(self, record: dict[str, Any]) -> str:
@@ -172,35 +230,34 @@ class Engine:
 
     def _flooded(self, key: str) -> bool:
         s = self.svc.settings
-        return over_rate_limit(self.svc.redis, key, s.inbound_rate_limit, s.inbound_rate_window_seconds)
+        return self.svc.limits.hit(f"in:{key}", s.inbound_rate_window_seconds) > s.inbound_rate_limit
 
     def _finish(self, record: dict[str, Any], outcome: str) -> None:
         status = "rate_limited" if outcome == "rate-limited" else outcome
-        self.svc.db.messages.update_one({"_id": record["_id"]},
-                                        {"$set": {"processed": True, "status": status, "updated_at": now_ms()}})
-        MESSAGES_IN.labels(record.get("channel", "sms"), outcome_label(outcome)).inc()
+        self.svc.messages.mark_applied(record["_id"], status)
+        self.svc.metrics.text_in(record.get("channel", m.SMS), outcome)
         log.info("inbound_applied", phone=mask(record["phone"]), sid=record["twilio_sid"], outcome=outcome,
-                 channel=record.get("channel", "sms"))
+                 channel=record.get("channel", m.SMS))
 
     def _record_inbound(self, key: str, msg: Inbound, body: str) -> tuple[dict[str, Any], bool]:
         """(the record, whether it is new). `seq` orders a number's texts as they arrived."""
         now = now_ms()
-        doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": "in", "phone": key,
+        doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": m.IN, "phone": key,
                "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
                "status": "received", "processed": False, "seq": time.time_ns(), "created_at": now,
                "updated_at": now}
-        try:
-            self.svc.db.messages.insert_one(doc)
+        if self.svc.messages.add(doc):
             return doc, True
-        except DuplicateKeyError:
-            return self.svc.db.messages.find_one({"key": doc["key"]}), False
+        return self.svc.messages.by_key(doc["key"]), False
 
     def _apply(self, key: str, sid: str, body: str) -> str:
         normal = words.normalise(body)
         optouts = self.svc.optouts
         if normal in words.OPT_OUT:
             optouts.opt_out(key, source="keyword")
-            self._cancel_open_rescue(key, reason="rider opted out", by="rider")
+            rescue = self.svc.rescues.open_for_rider(key)
+            if rescue:
+                self._cancel(rescue.id, reason="rider opted out", by="rider")
             driver = self.svc.drivers.by_phone(key)
             if driver:  # offers could not reach them any more
                 self.svc.dispatcher.go_offline(driver)
@@ -218,113 +275,107 @@ class Engine:
             self._reply(key, sid, [say("driver_help" if driver else "help")])
             return "help"
         if normal == "human":
-            self.svc.db.conversations.update_one({"_id": key}, {"$set": {"needs_human": True,
-                                                                          "needs_human_at": now_ms()}})
+            self.conversations.flag_needs_human(key)
             self._reply(key, sid, [say("human_requested")])
             return "human-requested"
         if driver:
-            return self._driver_step(driver, sid, body)
+            turn = self.run(Turn(key, sid, driver=driver), driver_flow.step(driver, body, self.svc.locator))
+            self._reply(key, sid, turn.texts)
+            return f"driver:{driver.status}"
         return f"rider:{self._rider_step(key, sid, body).state}"
 
-    def _rider_step(self, key: str, sid: str, body: str, channel: str = "sms") -> StepOutcome:
+    def _rider_step(self, key: str, sid: str, body: str, channel: str = m.SMS) -> StepResult:
         convo = self.conversations.load(key, role="rider")
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
-            return StepOutcome(convo.state, convo.data)
+            return StepResult(convo.state, convo.data)
         open_rescue = self.svc.rescues.open_for_rider(key)
-        aftercare = None if open_rescue else self.svc.payments.aftercare_for(key)
-        ctx = FlowContext(locator=self.svc.locator, area=self.svc.settings.service_area,
-                          max_trip_miles=self.svc.settings.max_trip_miles,
+        s = self.svc.settings
+        ctx = FlowContext(locator=self.svc.locator, area=s.service_area, max_trip_miles=s.max_trip_miles,
                           quote=self.svc.current_quote, open_rescue=open_rescue,
-                          aftercare=Rescue.from_doc(aftercare) if aftercare else None, channel=channel)
+                          aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel)
         result = rider.step(convo.state, convo.data, body, ctx)
-        created, texts = self._apply_effects(key, sid, result.effects, channel)
-        if channel == "sms":
-            self._reply(key, sid, texts)
+        turn = self.run(Turn(key, sid, channel=channel), result.effects)
+        if channel == m.SMS:
+            self._reply(key, sid, turn.texts)
         self.conversations.save(convo, result.state, result.data, applied_key=sid)
-        return StepOutcome(result.state, result.data, [e for e in result.effects if isinstance(e, Reply)], created)
+        result.rescue = turn.created
+        return result
 
-    def _apply_effects(self, key: str, sid: str, effects: list,
-                       channel: str = "sms") -> tuple[Rescue | None, list[str]]:
-        """Apply rescue changes in order; render replies with what those changes produced."""
-        created: Rescue | None = None
-        texts: list[str] = []
-        for effect in effects:
-            if isinstance(effect, CreateRescue):
-                created = self.svc.rescues.create(request_key=f"{channel}:{sid}", rider_phone=key, channel=channel,
-                                                  driver_pay_cents=self.svc.driver_pay(effect.quote_cents),
-                                                  **effect.__dict__)
-                log.info("rescue_created", rescue_id=created.id, code=created.code, phone=mask(key))
-            elif isinstance(effect, CancelRescue):
-                self._cancel(effect.rescue_id, effect.reason, by="rider")
-            elif isinstance(effect, Relay):
-                self._relay_to_driver(key, sid, effect.text)
-            elif isinstance(effect, RateRescue):
-                self.svc.payments.rate(effect.rescue_id, effect.stars, effect.comment)
-            elif isinstance(effect, ResendPaymentLink):
-                try:
-                    self.svc.payments.resend(effect.rescue_id, by="rider")
-                except PaymentError:
-                    pass  # paid in the meantime: the receipt says so
+    # -- effect handlers -----------------------------------------------------------------
+    def _say(self, turn: Turn, effect: Reply) -> None:
+        turn.texts.append(say(effect.template, **{"rescue": turn.created, **effect.context}))
 
-            elif isinstance(effect, Reply):
-                texts.append(say(effect.template, **{"rescue": created, **effect.context}))
-        return created, texts
+    def _send_text(self, turn: Turn, effect: SendText) -> None:
+        self.svc.outbox.queue_text(turn.phone, say(effect.template, **effect.context),
+                                   key=effect.key or f"text:{turn.key}", rescue_id=effect.rescue_id,
+                                   kind=effect.template)
 
-    def _driver_step(self, driver: dict[str, Any], sid: str, body: str) -> str:
-        texts: list[str] = []
-        for effect in driver_flow.step(driver, body, self.svc.locator):
-            if isinstance(effect, Reply):
-                texts.append(say(effect.template, **effect.context))
-            elif isinstance(effect, Relay):
-                self._relay_to_rider(driver, sid, effect.text)
-            elif isinstance(effect, DriverCommand):
-                outcome = self._driver_command(driver, effect)
-                texts.append(say(outcome.template, **outcome.context))
-        self._reply(driver["phone"], sid, texts)
-        return f"driver:{driver.get('status')}"
+    def _text_party(self, turn: Turn, effect: TextParty) -> None:
+        rescue = self.svc.rescues.get(effect.rescue_id)
+        if rescue is None:
+            return
+        if effect.to == "rider":
+            number = rescue.rider_phone
+        else:
+            driver = self.svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
+            number = driver.phone if driver else None
+        if number:
+            self.svc.outbox.queue_text(number, say(effect.template, rescue=rescue, to=effect.to), key=effect.key,
+                                       rescue_id=rescue.id, kind=effect.template)
 
-    def _driver_command(self, driver: dict[str, Any], command: DriverCommand) -> Outcome:
-        d = self.svc.dispatcher
-        match command.name:
-            case "go_online":
-                return d.go_online(driver)
-            case "go_offline":
-                return d.go_offline(driver)
-            case "accept":
-                return d.accept(driver, command.code)
-            case "decline":
-                return d.decline(driver)
-            case "drop":
-                return d.drop(driver)
-            case "locate":
-                return d.update_location(driver, Point.from_json(command.place))
-            case "status":
-                return Outcome("driver_status", {"driver": driver})
-            case _:
-                return d.job_action(driver, command.name)
-
-    def _relay_to_driver(self, rider_phone: str, sid: str, text: str) -> None:
-        rescue = self.svc.rescues.open_for_rider(rider_phone)
+    def _relay(self, turn: Turn, effect: Relay) -> None:
+        """Through the rescue number: neither party sees the other's."""
+        if turn.driver:
+            driver = turn.driver
+            rescue = self.svc.rescues.get(driver.rescue_id) if driver.rescue_id else None
+            if rescue and rescue.is_open:
+                words = say("relay_to_rider", name=driver.name, text=effect.text)
+                self.svc.outbox.queue_text(rescue.rider_phone, words, key=f"relay:{turn.key}", rescue_id=rescue.id,
+                                           kind="relay")
+            return
+        rescue = self.svc.rescues.open_for_rider(turn.phone)
         driver = self.svc.drivers.get(rescue.driver_id) if rescue and rescue.driver_id else None
         if driver:
-            self.svc.outbox.queue_text(driver["phone"], say("relay_to_driver", code=rescue.code, text=text),
-                                       key=f"relay:{sid}", rescue_id=rescue.id, kind="relay")
+            self.svc.outbox.queue_text(driver.phone, say("relay_to_driver", code=rescue.code, text=effect.text),
+                                       key=f"relay:{turn.key}", rescue_id=rescue.id, kind="relay")
 
-    def _relay_to_rider(self, driver: dict[str, Any], sid: str, text: str) -> None:
-        rescue = self.svc.rescues.get(driver["rescue_id"]) if driver.get("rescue_id") else None
-        if rescue and rescue.is_open:
-            self.svc.outbox.queue_text(rescue.rider_phone, say("relay_to_rider", name=driver["name"], text=text),
-                                       key=f"relay:{sid}", rescue_id=rescue.id, kind="relay")
+    def _create_rescue(self, turn: Turn, effect: CreateRescue) -> None:
+        turn.created = self.svc.lifecycle.create(
+            request_key=f"{turn.channel}:{turn.key}", rider_phone=turn.phone, channel=turn.channel,
+            driver_pay_cents=self.svc.driver_pay(effect.quote_cents), **effect.__dict__)
+        log.info("rescue_created", rescue_id=turn.created.id, code=turn.created.code, phone=mask(turn.phone))
 
-    def _cancel_open_rescue(self, key: str, reason: str, by: str) -> None:
-        rescue = self.svc.rescues.open_for_rider(key)
-        if rescue:
-            self._cancel(rescue.id, reason, by)
+    def _cancel_rescue(self, turn: Turn, effect: CancelRescue) -> None:
+        self._cancel(effect.rescue_id, effect.reason, by="rider")
 
+    def _rate(self, turn: Turn, effect: RateRescue) -> None:
+        self.svc.payments.rate(effect.rescue_id, effect.stars, effect.comment)
+
+    def _resend_link(self, turn: Turn, effect: ResendPaymentLink) -> None:
+        try:
+            self.svc.payments.resend(effect.rescue_id, by="rider")
+        except DomainError:
+            pass  # paid in the meantime: the receipt says so
+
+    def _record_call(self, turn: Turn, effect: RecordCall) -> None:
+        kind = ev.CallConnected if effect.dial_status == "completed" else ev.CallFailed
+        self.svc.bus.publish(kind(rescue_id=effect.rescue_id, by=effect.by, to=effect.to,
+                                  dial_status=effect.dial_status, duration=effect.duration))
+
+    def _command(self, run: Callable[[Turn, Any], DriverResult]) -> Callable[[Turn, Any], None]:
+        """A driver's command: the dispatcher acts, and the driver flow says what happened."""
+        def handle(turn: Turn, effect: Any) -> None:
+            result = run(turn, effect)
+            turn.results.append(result)
+            reply = driver_flow.reply_for(result)
+            turn.texts.append(say(reply.template, **reply.context))
+        return handle
+
+    # -- helpers -------------------------------------------------------------------------
     def _cancel(self, rescue_id: str, reason: str, by: str) -> None:
         try:
             self.svc.dispatcher.cancel(rescue_id, reason, by=by)
-        except DispatchError:
+        except DomainError:
             pass  # already closed: nothing left to cancel
 
     def _reply(self, key: str, sid: str, texts: list[str]) -> None:

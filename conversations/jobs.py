@@ -1,12 +1,12 @@
-"""RQ jobs of the conversation engine."""
+"""RQ jobs of the conversation engine (dispatch.adapters.rq_scheduler names them)."""
 from __future__ import annotations
 
 
 def apply_pending() -> str:
     """The inbound drain a recorded text kicks (the webhook only records it)."""
     from conversations.engine import Engine
-    from dispatch.jobs import APPLY_PENDING, drain_rounds
-    from dispatch.services import worker_services
+    from dispatch.adapters.rq_scheduler import DRAIN_INBOUND
+    from dispatch.bootstrap import worker_services
 
     svc = worker_services()
-    return drain_rounds(svc.jobs, APPLY_PENDING, Engine(svc).apply_pending, svc.jobs.kick_inbound)
+    return svc.scheduler.drain(DRAIN_INBOUND, Engine(svc).apply_pending)

@@ -14,21 +14,22 @@ from urllib.parse import urlencode
 
 import structlog
 from flask import Blueprint, Response, request
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from twilio.twiml.voice_response import VoiceResponse
 
-from conversations.engine import Engine, StepOutcome
-from conversations.guards import PhoneBusy, phone_lock
-from conversations.store import ConversationStore
-from conversations.webhooks import SID_RE, plain, services, twilio_signed
-from dispatch import events as ev
-from dispatch.clock import now_ms
-from dispatch.dispatcher import DispatchError
-from dispatch.drivers import OFFERED, ON_JOB
-from dispatch.phones import is_textable, mask, sender_key
-from dispatch.texts import say, speak
+from conversations.engine import Engine, Turn
+from conversations.webhooks import SID_RE, twilio_signed
+from dispatch.dispatcher import Accepted
+from dispatch.http import plain, services
+from dispatch.model import message as m
+from dispatch.model import offer as of
+from dispatch.model.driver import OFFERED, ON_JOB, Driver
+from dispatch.model.phones import is_textable, mask, sender_key
+from dispatch.ports import Busy
+from dispatch.texts import speak
 from flows import rider
+from flows.effects import Accept, CancelRescue, Decline, RecordCall, SendText, StepResult, TextParty
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
@@ -65,20 +66,16 @@ def once_per_step(view):
         step = "|".join([call_sid, request.path, request.query_string.decode("latin-1")[:300],
                          (form.get("Digits") or "")[:20], (form.get("SpeechResult") or "")[:200],
                          (form.get("DialCallStatus") or "")[:20]])
-        db = services().db
+        svc = services()
         try:
-            with phone_lock(services().redis, key, services().settings.phone_lock_wait_seconds):
-                done = db.voice_steps.find_one({"_id": step})
+            with Engine(svc).phone_lock(key, svc.settings.phone_lock_wait_seconds):
+                done = svc.voice_steps.answered(step)
                 if done:
-                    return Response(done["twiml"], mimetype="text/xml")
+                    return Response(done, mimetype="text/xml")
                 response = view(key, *args, **kwargs)
-                try:
-                    db.voice_steps.insert_one({"_id": step, "twiml": response.get_data(as_text=True),
-                                               "at": now_ms()})
-                except DuplicateKeyError:
-                    pass
+                svc.voice_steps.keep(step, response.get_data(as_text=True))
                 return response
-        except PhoneBusy:
+        except Busy:
             return plain("busy with this caller's previous step; retry", 503)
         except (PyMongoError, RedisError) as exc:
             # Twilio would answer a 5xx with its own "application error" and hang up (it does not
@@ -110,7 +107,7 @@ def incoming(caller: str):
     rescue = svc.rescues.open_for_rider(caller)
     if rescue:
         return xml(_rider_menu(rescue, response))
-    convo = ConversationStore(svc.db).load(caller, role="rider")
+    convo = svc.conversations.load(caller, role="rider")
     if convo.state not in rider.INTAKE:  # nothing half-done by text: start afresh
         outcome = Engine(svc).voice_step(caller, f"{request.form['CallSid']}:start", "")
         if outcome is None:
@@ -165,7 +162,7 @@ def intake(caller: str):
         tries = max(1, min(int(request.args.get("tries", "1")), MAX_TRIES))
     except ValueError:
         tries = 1
-    convo = ConversationStore(svc.db).load(caller, role="rider")
+    convo = svc.conversations.load(caller, role="rider")
     response = VoiceResponse()
     if convo.state != expect:  # the conversation moved on (a text in between): ask what is next
         return xml(_prompt(convo.state, convo.data, response, tries=1))
@@ -177,7 +174,7 @@ def intake(caller: str):
     outcome = Engine(svc).voice_step(caller, step_key, said)
     if outcome is not None and outcome.state == rider.ASK_DROPOFF:  # drop-offs are settled with the driver
         skipped = Engine(svc).voice_step(caller, f"{step_key}:skip", "skip")
-        outcome = _merge(outcome, skipped) if skipped else None
+        outcome = outcome.then(skipped) if skipped else None
     if outcome is None:
         return xml(_too_many(response))
     if outcome.said("crash_safety") is not None:
@@ -201,11 +198,7 @@ def _too_many(response: VoiceResponse) -> VoiceResponse:
     return response
 
 
-def _merge(first: StepOutcome, second: StepOutcome) -> StepOutcome:
-    return StepOutcome(second.state, second.data, first.replies + second.replies, second.rescue or first.rescue)
-
-
-def _reason(outcome: StepOutcome) -> tuple[str, dict[str, Any]]:
+def _reason(outcome: StepResult) -> tuple[str, dict[str, Any]]:
     refused = outcome.said("outside_area")
     if refused is not None:
         return "outside_area", refused
@@ -232,14 +225,19 @@ def _text_intake_prompt(caller: str, state: str, data: dict[str, Any]) -> None:
                 rider.CONFIRM: "confirm_unclear"}.get(state, "ask_location")
     context = {"place": (data.get("pickup") or {}).get("label"),
                "quote_cents": (data.get("quote") or {}).get("cents")}
-    services().outbox.queue_text(caller, say(template, **context), key=f"voice-fallback:{request.form['CallSid']}",
-                                 kind="voice_fallback")
+    _run(caller, [SendText(template, context, key=f"voice-fallback:{request.form['CallSid']}")])
 
 
-def _booked(caller: str, outcome: StepOutcome, response: VoiceResponse) -> VoiceResponse:
+def _run(phone: str, effects: list, driver: Driver | None = None) -> Turn:
+    """A call's own effects, through the engine like any text's."""
+    return Engine(services()).run(Turn(phone, f"call:{request.form['CallSid']}", channel=m.VOICE, driver=driver),
+                                  effects)
+
+
+def _booked(caller: str, outcome: StepResult, response: VoiceResponse) -> VoiceResponse:
     rescue = outcome.rescue
-    services().outbox.queue_text(caller, say("rescue_confirmed", rescue=rescue), key=f"voice-booked:{rescue.id}",
-                                 rescue_id=rescue.id, kind="reply")
+    _run(caller, [SendText("rescue_confirmed", {"rescue": rescue}, key=f"voice-booked:{rescue.id}",
+                           rescue_id=rescue.id)])
     response.say(speak("booked", code=rescue.code, textable=is_textable(caller)))
     response.hangup()
     log.info("voice_booked", rescue_id=rescue.id, phone=mask(caller))
@@ -270,29 +268,26 @@ def rider_choice(caller: str):
     digit = request.form.get("Digits", "")
     driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
     if digit == "1" and driver:
-        return xml(_dial(response, driver["phone"], rescue.id, to="driver"))
+        return xml(_dial(response, driver.phone, rescue.id, to="driver"))
     if digit == "2":
-        try:
-            svc.dispatcher.cancel(rescue.id, "cancelled by rider on a call", by="rider")
-        except DispatchError:
-            pass
+        _run(caller, [CancelRescue(rescue.id, "cancelled by rider on a call")])
         response.say(speak("rider_cancelled"))
         response.hangup()
         return xml(response)
     return xml(_rider_menu(rescue, response))
 
 
-def _driver_menu(driver: dict[str, Any], response: VoiceResponse) -> VoiceResponse:
+def _driver_menu(driver: Driver, response: VoiceResponse) -> VoiceResponse:
     svc = services()
-    if driver.get("status") == OFFERED and driver.get("offer_id"):
-        offer = svc.db.offers.find_one({"_id": driver["offer_id"], "status": "open"})
-        rescue = svc.rescues.get(offer["rescue_id"]) if offer else None
+    if driver.status == OFFERED and driver.offer_id:
+        offer = svc.offers.get(driver.offer_id)
+        rescue = svc.rescues.get(offer.rescue_id) if offer and offer.status == of.OPEN else None
         if rescue:
             response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
-                            action=url("/driver", offer=offer["_id"])).say(speak("driver_offer", rescue=rescue))
+                            action=url("/driver", offer=offer.id)).say(speak("driver_offer", rescue=rescue))
             return response
-    if driver.get("status") == ON_JOB and driver.get("rescue_id"):
-        rescue = svc.rescues.get(driver["rescue_id"])
+    if driver.status == ON_JOB and driver.rescue_id:
+        rescue = svc.rescues.get(driver.rescue_id)
         if rescue and rescue.is_open:
             response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
                             action=url("/driver", job=rescue.id)).say(speak("driver_job", rescue=rescue))
@@ -314,22 +309,22 @@ def driver_choice(caller: str):
         return xml(response)
     offer_id, job_id = request.args.get("offer"), request.args.get("job")
     if offer_id and digit in ("1", "2"):
-        if driver.get("offer_id") != offer_id:
+        if driver.offer_id != offer_id:
             response.say(speak("offer_gone"))
         elif digit == "1":
-            outcome = svc.dispatcher.accept(driver)
-            if outcome.template == "job_details":
-                svc.outbox.queue_text(driver["phone"], say("job_details", **outcome.context),
-                                      key=f"voice-job:{offer_id}", rescue_id=outcome.context["rescue"].id)
-                response.say(speak("driver_accepted", rescue=outcome.context["rescue"]))
+            (result,) = _run(caller, [Accept()], driver=driver).results
+            if isinstance(result, Accepted):
+                _run(caller, [SendText("job_details", {"rescue": result.rescue}, key=f"voice-job:{offer_id}",
+                                       rescue_id=result.rescue.id)])
+                response.say(speak("driver_accepted", rescue=result.rescue))
             else:
                 response.say(speak("offer_gone"))
         else:
-            svc.dispatcher.decline(driver)
+            _run(caller, [Decline()], driver=driver)
             response.say(speak("driver_declined"))
         response.hangup()
         return xml(response)
-    if job_id and digit == "1" and driver.get("rescue_id") == job_id:
+    if job_id and digit == "1" and driver.rescue_id == job_id:
         rescue = svc.rescues.get(job_id)
         if rescue and rescue.is_open:
             return xml(_dial(response, rescue.rider_phone, rescue.id, to="rider"))
@@ -359,19 +354,12 @@ def dial_done(caller: str):
     if rescue is None or to not in ("rider", "driver"):
         response.hangup()
         return xml(response)
-    connected = status == "completed"
     caller_role = "driver" if to == "rider" else "rider"
-    svc.events.publish(ev.CALL_CONNECTED if connected else ev.CALL_FAILED, rescue.id, by=f"{caller_role}:call",
-                       to=to, dial_status=status, duration=(request.form.get("DialCallDuration") or "")[:10])
-    if not connected:
-        if to == "driver":
-            driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
-            number = driver["phone"] if driver else None
-        else:
-            number = rescue.rider_phone
-        if number:
-            svc.outbox.queue_text(number, say("call_missed", rescue=rescue, to=to),
-                                  key=f"call-missed:{request.form['CallSid']}", rescue_id=rescue.id)
+    effects: list = [RecordCall(rescue.id, to, status, (request.form.get("DialCallDuration") or "")[:10],
+                                by=f"{caller_role}:call")]
+    if status != "completed":
+        effects.append(TextParty(rescue.id, to, "call_missed", key=f"call-missed:{request.form['CallSid']}"))
         response.say(speak("call_failed"))
+    _run(caller, effects)
     response.hangup()
     return xml(response)

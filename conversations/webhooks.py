@@ -5,13 +5,13 @@ import re
 from functools import wraps
 
 import structlog
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from pymongo.errors import PyMongoError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from conversations.engine import Engine, Inbound
-from dispatch.messaging import record_status
+from dispatch.http import plain, services
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
@@ -21,16 +21,8 @@ MAX_MEDIA = 10
 EMPTY_TWIML = str(MessagingResponse())
 
 
-def services():
-    return current_app.extensions["supportcarr"]
-
-
 def twiml(body: str = EMPTY_TWIML, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/xml")
-
-
-def plain(text: str, status: int) -> Response:
-    return Response(text + "\n", status=status, mimetype="text/plain")
 
 
 def public_url() -> str:
@@ -90,7 +82,7 @@ def message_status():
     if not SID_RE.match(sid) or not status:
         return plain("MessageSid and MessageStatus required", 400)
     try:
-        record_status(services().db, sid, status, form.get("ErrorCode"))
+        services().delivery.record_status(sid, status, form.get("ErrorCode"))
     except PyMongoError as exc:
         log.error("store_unavailable", error=type(exc).__name__)
         return plain("temporarily unavailable; retry", 503)

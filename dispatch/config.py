@@ -6,27 +6,17 @@ launcher can build one explicitly and nothing drifts between web and worker proc
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+
+from dispatch.model.geo import ServiceArea
+from dispatch.model.pricing import Pricing
+
+__all__ = ["ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings"]
 
 
 class ConfigError(RuntimeError):
     """Raised when the environment cannot produce a safe configuration."""
-
-
-@dataclass(frozen=True)
-class ServiceArea:
-    lat: float
-    lng: float
-    radius_km: float
-
-
-@dataclass(frozen=True)
-class Pricing:
-    base_cents: int = 2500
-    per_mile_cents: int = 300
-    min_miles: float = 1.0
-    surge_cap: float = 2.5
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""The RQ worker class both the Procfile and `python app.py` run:
+"""The RQ worker class both the Procfile and `python app.py` run, and the job bodies:
 
     rq worker --with-scheduler --url $REDIS_URL --worker-class dispatch.worker.Worker default-urgent default
 
-(`default` is RQ_QUEUE's default; the urgent queue is listed first so it is drained first.) A `SimpleWorker` (no fork per job: about 3 ms to start
-a job instead of 10) that sets up logging and Sentry once per process, and runs the
-sweeper in a thread: every worker process has one, a Redis lock lets one sweep at a time,
-and nothing in Redis has to survive for the sweeping to go on.
+(`default` is RQ_QUEUE's default; the urgent queue is listed first so it is drained first.) A
+`SimpleWorker` (no fork per job: about 3 ms to start a job instead of 10) that sets up
+logging and Sentry once per process, and runs the sweeper in a thread: every worker process
+has one, a Redis lock lets one sweep at a time, and nothing in Redis has to survive for the
+sweeping to go on. The job bodies build the process's services on first use.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import time
 import structlog
 from rq import SimpleWorker
 
+from dispatch.adapters.logs import setup_logging
+from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, WorkerHeartbeats
+from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
-from dispatch.logs import setup_logging
 
 log = structlog.get_logger(__name__)
 
-
-HEARTBEAT_KEY = "workers:heartbeat"
+SWEEPER_LOCK = "lock:sweeper"
 # RQ retakes a dead scheduler's lock only during maintenance (every 10 min by default): after a
 # worker is killed, timers and retry back-offs would stall that long.
 MAINTENANCE_SECONDS = 30
@@ -44,17 +46,37 @@ class Worker(SimpleWorker):
         return super().work(*args, **kwargs)
 
     def _sweep_forever(self) -> None:
-        from dispatch.services import worker_services
-
         interval = self._settings.sweep_seconds
         while True:
             time.sleep(interval)
             try:
                 svc = worker_services()
-                # Liveness for /healthz that survives Redis losing RQ's own worker keys.
-                svc.redis.zadd(HEARTBEAT_KEY, {self.name: time.time()})
-                svc.redis.zremrangebyscore(HEARTBEAT_KEY, 0, time.time() - 3600)
-                if svc.redis.set("lock:sweeper", self.name, nx=True, px=int(interval * 900)):
+                WorkerHeartbeats(svc.redis).beat(self.name)
+                if svc.redis.set(SWEEPER_LOCK, self.name, nx=True, px=int(interval * 900)):
                     svc.sweeper.sweep()
             except Exception:
                 log.exception("sweep_failed")
+
+
+# -- job bodies (dispatch.adapters.rq_scheduler names them) -----------------------------------
+def send_text(message_id: str) -> str:
+    return worker_services().delivery.deliver(message_id)
+
+
+def send_pending() -> str:
+    svc = worker_services()
+    return svc.scheduler.drain(DRAIN_OUTBOX, lambda: svc.delivery.drain(svc.scheduler.retry_send))
+
+
+def dispatch_rescue(rescue_id: str) -> str:
+    svc = worker_services()
+    svc.scheduler.dispatch_starting(rescue_id)
+    return svc.dispatcher.dispatch(rescue_id)
+
+
+def expire_offer(offer_id: str) -> str:
+    return worker_services().dispatcher.expire(offer_id)
+
+
+def create_payment_link(rescue_id: str) -> str:
+    return worker_services().payments.create_link(rescue_id)

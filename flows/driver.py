@@ -1,37 +1,31 @@
 """The driver's SMS commands (PRODUCT.md §4 "Driver by SMS").
 
 A driver's state is their dispatch status (offline, available, offered, on_job), kept on
-the driver record by the dispatcher, which makes every change atomically. This machine
-is the grammar over those states: which commands each state accepts, and so what to
-list when a text is not understood. The step returns effects; it changes nothing itself.
+the driver record by the dispatcher, which makes every change atomically. This machine is
+built from the one table of which command is legal in which status
+(`dispatch.model.driver.LIFECYCLE`): it is the grammar over those statuses, and so what to
+list when a text is not understood. The step returns effects and changes nothing itself;
+`reply_for` puts the dispatcher's answer to a command into words.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from transitions import Machine
 
-from dispatch.drivers import AVAILABLE, OFFERED, OFFLINE, ON_JOB
-from dispatch.geocoding import GeocoderUnavailable, Locator
+from dispatch import dispatcher as d
+from dispatch.model.driver import LIFECYCLE, OFFLINE, ON_JOB, STATUSES, Driver
+from dispatch.places import Locator
+from dispatch.ports import GeocoderUnavailable
 from flows import words
-from flows.effects import DriverCommand, Relay, Reply
+from flows.effects import Accept, Decline, Drop, Effect, GoOffline, GoOnline, JobStep, Locate, Relay, Reply
 
-STATES = [OFFLINE, AVAILABLE, OFFERED, ON_JOB]
-TRANSITIONS = [
-    {"trigger": "go_online", "source": [OFFLINE, AVAILABLE], "dest": AVAILABLE},
-    {"trigger": "go_offline", "source": [OFFLINE, AVAILABLE, OFFERED], "dest": OFFLINE},
-    {"trigger": "accept", "source": OFFERED, "dest": ON_JOB},
-    {"trigger": "decline", "source": OFFERED, "dest": AVAILABLE},
-    {"trigger": "drive", "source": ON_JOB, "dest": ON_JOB},
-    {"trigger": "arrive", "source": ON_JOB, "dest": ON_JOB},
-    {"trigger": "load", "source": ON_JOB, "dest": ON_JOB},
-    {"trigger": "complete", "source": ON_JOB, "dest": AVAILABLE},
-    {"trigger": "drop", "source": ON_JOB, "dest": AVAILABLE},
-    {"trigger": "locate", "source": STATES, "dest": None},
-    {"trigger": "status", "source": STATES, "dest": None},
-]
-MACHINE = Machine(model=None, states=STATES, transitions=TRANSITIONS, initial=OFFLINE, auto_transitions=False)
+# The dispatcher's own moves (offer, assign) are not a driver's commands.
+DRIVER_COMMANDS = {"go_online", "go_offline", "accept", "decline", "drive", "arrive", "load", "complete", "drop",
+                   "locate", "status"}
+MACHINE = Machine(model=None, states=list(STATUSES), initial=OFFLINE, auto_transitions=False,
+                  transitions=[{"trigger": command, "source": sources, "dest": dest}
+                               for command, sources, dest in LIFECYCLE if command in DRIVER_COMMANDS])
 
 WORDS = {
     "on": "go_online", "online": "go_online", "on duty": "go_online",
@@ -41,6 +35,8 @@ WORDS = {
     "loaded": "load", "done": "complete", "complete": "complete", "finished": "complete",
     "drop": "drop", "status": "status",
 }
+COMMAND_EFFECTS = {"go_online": GoOnline, "go_offline": GoOffline, "drop": Drop}
+JOB_STEPS = ("drive", "arrive", "load", "complete")
 # What to show for each trigger in the "what works" list.
 SHOWN = {"go_online": "ON", "go_offline": "OFF", "accept": "Y (accept)", "decline": "N (pass)",
          "arrive": "ARRIVED", "load": "LOADED", "complete": "DONE", "drop": "DROP",
@@ -51,22 +47,28 @@ ACCEPT_WORDS = {"y", "yes", "yep", "accept", "ok"}
 
 def commands_for(status: str) -> str:
     """The commands a driver in `status` can use, e.g. for an unknown text."""
-    state = status if status in STATES else OFFLINE
+    state = status if status in STATUSES else OFFLINE
     return ", ".join(SHOWN[t] for t in MACHINE.get_triggers(state) if t in SHOWN)
 
 
-def step(driver: dict[str, Any], text: str, locator: Locator) -> list:
+def _command(trigger: str) -> Effect | None:
+    if trigger in JOB_STEPS:
+        return JobStep(trigger)
+    effect = COMMAND_EFFECTS.get(trigger)
+    return effect() if effect else None
+
+
+def step(driver: Driver, text: str, locator: Locator) -> list[Effect]:
     normal = words.normalise(text)
-    status = driver.get("status", OFFLINE)
+    status = driver.status if driver.status in STATUSES else OFFLINE
     answer = ANSWER.match(normal)
     if answer and not (status == ON_JOB and not answer.group(2)):  # on a job, "ok" is for the rider
-        name = "accept" if answer.group(1) in ACCEPT_WORDS else "decline"
-        return [DriverCommand(name, code=answer.group(2))]  # late answers get an honest reply
+        code = answer.group(2)
+        return [Accept(code) if answer.group(1) in ACCEPT_WORDS else Decline()]  # late answers get an honest reply
     if normal in WORDS:
         trigger = WORDS[normal]
-        if trigger in MACHINE.get_triggers(status if status in STATES else OFFLINE):
-            return [DriverCommand(trigger)]
-        return [Reply("driver_status", {"driver": driver})]
+        command = _command(trigger) if trigger in MACHINE.get_triggers(status) else None
+        return [command] if command else [Reply("driver_status", {"driver": driver})]
     try:
         if normal.startswith("at "):
             hits = locator.resolve(words.clean(text)[3:])
@@ -76,9 +78,43 @@ def step(driver: dict[str, Any], text: str, locator: Locator) -> list:
     except GeocoderUnavailable:
         found = None
     if found:
-        return [DriverCommand("locate", place=found.to_json())]
+        return [Locate(found.to_json())]
     if normal.startswith("at "):
         return [Reply("driver_location_unknown")]
     if status == ON_JOB and normal:
         return [Relay(words.clean(text))]
     return [Reply("driver_unknown", {"commands": commands_for(status)})]
+
+
+def reply_for(result: d.DriverResult) -> Reply:
+    """The dispatcher's answer to a driver's command, in words."""
+    match result:
+        case d.Accepted(rescue):
+            return Reply("job_details", {"rescue": rescue})
+        case d.Declined(code):
+            return Reply("offer_declined", {"code": code})
+        case d.OfferTaken(code):
+            return Reply("offer_taken", {"code": code})
+        case d.OfferTooLate(code):
+            return Reply("offer_too_late", {"code": code})
+        case d.NoOpenOffer():
+            return Reply("no_open_offer")
+        case d.NoJob():
+            return Reply("no_job")
+        case d.JobProgress(action, rescue, repeat):
+            return Reply(f"job_{action}", {"rescue": rescue, "repeat": repeat})
+        case d.JobRefused(action, rescue):
+            return Reply("job_action_refused", {"action": action, "rescue": rescue})
+        case d.Dropped(rescue):
+            return Reply("job_dropped", {"rescue": rescue})
+        case d.DriverBusy(driver):
+            return Reply("driver_status", {"driver": driver})
+        case d.Online(driver, needs_location):
+            return Reply("driver_online_need_location" if needs_location else "driver_online", {"driver": driver})
+        case d.Offline():
+            return Reply("driver_offline")
+        case d.OfflineRefused():
+            return Reply("driver_offline_refused")
+        case d.Located(driver, place):
+            return Reply("driver_location", {"driver": driver, "place": place})
+    raise TypeError(f"no words for {result!r}")

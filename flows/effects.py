@@ -1,22 +1,51 @@
-"""What a flow step asks the engine to do. Flows compute these; the engine applies them."""
+"""What a flow step asks the engine to do. Flows compute these; the engine applies each one
+with the handler its type has (conversations.engine), and refuses a type it has none for."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from dispatch.config import ServiceArea
-from dispatch.geocoding import Locator
-from dispatch.pricing import Quote
-from dispatch.rescues import Rescue
+from dispatch.model.geo import ServiceArea
+from dispatch.model.pricing import Quote
+from dispatch.model.rescue import Rescue
+from dispatch.places import Locator
 
 
+# -- words -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reply:
-    """A text to the person who wrote (rendered from templates/sms/<template>.txt)."""
+    """The answer to the person who wrote, in their channel (templates/sms/<template>.txt by
+    SMS; a call speaks its own words)."""
     template: str
     context: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SendText:
+    """A text to the person in the conversation whatever the channel (a call hands over to SMS)."""
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # what makes it one text however often the step runs; the step's own key if empty
+    rescue_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TextParty:
+    """A text to the other party of a rescue (`to` is "rider" or "driver")."""
+    rescue_id: str
+    to: str
+    template: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Pass the text to the other party of the sender's open rescue, through the rescue number."""
+    text: str
+
+
+# -- the rider's rescue ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CreateRescue:
     pickup: dict[str, Any]
@@ -34,8 +63,6 @@ class CancelRescue:
     reason: str
 
 
-
-
 @dataclass(frozen=True)
 class RateRescue:
     rescue_id: str
@@ -48,9 +75,61 @@ class ResendPaymentLink:
     rescue_id: str
 
 
+@dataclass(frozen=True)
+class RecordCall:
+    """A masked call's outcome, for the rescue's timeline."""
+    rescue_id: str
+    to: str
+    dial_status: str
+    duration: str
+    by: str
+
+
+# -- the driver's commands (each one answered with the dispatcher's result) ------------------------
+@dataclass(frozen=True)
+class GoOnline:
+    pass
+
+
+@dataclass(frozen=True)
+class GoOffline:
+    pass
+
+
+@dataclass(frozen=True)
+class Accept:
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    pass
+
+
+@dataclass(frozen=True)
+class JobStep:
+    """`drive`, `arrive`, `load` or `complete`."""
+    action: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    pass
+
+
+@dataclass(frozen=True)
+class Locate:
+    place: dict[str, Any]
+
+
+DriverCommand = GoOnline | GoOffline | Accept | Decline | JobStep | Drop | Locate
+Effect = (Reply | SendText | TextParty | Relay | CreateRescue | CancelRescue | RateRescue | ResendPaymentLink
+          | RecordCall | DriverCommand)
+
+
 @dataclass
 class FlowContext:
-    """What a flow may consult. Anything with I/O sits behind these callables."""
+    """What a flow may consult. Anything with I/O sits behind these."""
     locator: Locator
     area: ServiceArea
     max_trip_miles: float
@@ -63,23 +142,20 @@ class FlowContext:
 
 @dataclass
 class StepResult:
+    """One step: the conversation's new state and what to do; once applied, the rescue it made."""
     state: str
     data: dict[str, Any]
-    effects: list[Effect]
+    effects: list[Effect] = field(default_factory=list)
+    rescue: Rescue | None = None
 
+    @property
+    def replies(self) -> list[Reply]:
+        return [e for e in self.effects if isinstance(e, Reply)]
 
-@dataclass(frozen=True)
-class DriverCommand:
-    """A driver's command for the dispatcher (`go_online`, `accept`, `arrive`, ...)."""
-    name: str
-    code: str | None = None
-    place: dict[str, Any] | None = None
+    def said(self, template: str) -> dict[str, Any] | None:
+        """The context of the reply with this template, if the step gave one."""
+        return next((r.context for r in self.replies if r.template == template), None)
 
-
-@dataclass(frozen=True)
-class Relay:
-    """Pass the text to the other party of the sender's open rescue, through the rescue number."""
-    text: str
-
-
-Effect = Reply | CreateRescue | CancelRescue | DriverCommand | Relay | RateRescue | ResendPaymentLink
+    def then(self, later: StepResult) -> StepResult:
+        """This step followed by `later`, as one."""
+        return replace(later, effects=self.effects + later.effects, rescue=later.rescue or self.rescue)

@@ -10,12 +10,20 @@ from typing import Any
 
 from transitions import Machine
 
-from dispatch.geo import Point, distance_miles, in_service_area
-from dispatch.geocoding import GeocoderUnavailable
-from dispatch.rescues import PROBLEMS
+from dispatch.model.geo import Point, distance_miles, in_service_area
+from dispatch.model.rescue import PROBLEMS
+from dispatch.ports import GeocoderUnavailable
 from flows import words
-from flows.effects import (CancelRescue, CreateRescue, FlowContext, RateRescue, Relay, Reply, ResendPaymentLink,
-                           StepResult)
+from flows.effects import (
+    CancelRescue,
+    CreateRescue,
+    FlowContext,
+    RateRescue,
+    Relay,
+    Reply,
+    ResendPaymentLink,
+    StepResult,
+)
 
 IDLE, ASK_LOCATION, PICK_LOCATION, CONFIRM_PICKUP = "idle", "ask_location", "pick_location", "confirm_pickup"
 ASK_PROBLEM, ASK_DROPOFF, PICK_DROPOFF, CONFIRM, ACTIVE = (

@@ -24,8 +24,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from app import Supervisor, _free_port, create_app, start_embedded_mongo, start_embedded_redis
+from dispatch.bootstrap import Services, build_services
 from dispatch.config import Settings, load_settings
-from dispatch.services import Services, build_services
 from tests.fakes.nominatim import FakeNominatim
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.twilio_api import FakeTwilio
@@ -101,7 +101,7 @@ def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, tmp_path_factor
         "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake_stripe.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30",
-        # The fuzzers send thousands of wrong tokens from 127.0.0.1; test_admin_auth sets its own limit.
+        # The fuzzers send thousands of wrong tokens from 127.0.0.1; tests/dispatch/http/test_auth.py sets its own limit.
         "ADMIN_TOKEN_TRIES_PER_MINUTE": "1000000", "LOG_LEVEL": "INFO",
         # Short timers so offers expire and searches retry within a test's patience.
         "OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT), "SWEEP_SECONDS": "1", "SEARCH_RETRY_SECONDS": "2",
@@ -183,7 +183,8 @@ _numbers_lock = threading.Lock()
 def new_number() -> str:
     """A fresh valid US mobile-style number that no other test in this session uses."""
     while True:
-        candidate = f"+1{random.choice(['212', '646', '917', '347'])}{random.randint(200, 999)}{random.randint(0, 9999):04d}"
+        area = random.choice(['212', '646', '917', '347'])
+        candidate = f"+1{area}{random.randint(200, 999)}{random.randint(0, 9999):04d}"
         if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
             with _numbers_lock:
                 if candidate not in _used_numbers:
@@ -283,11 +284,11 @@ def slate(services, live_service):
                                                                  "arrived", "in_transit"]}}, {"_id": 1}):
             try:
                 services.dispatcher.cancel(doc["_id"], "test cleanup", by="test")
-            except Exception:
+            except Exception:  # noqa: BLE001 - closed meanwhile: nothing to clean
                 pass
         services.db.drivers.update_many({}, {"$set": {"status": "offline", "active": False, "offer_id": None,
                                                        "rescue_id": None}})
-        services.geo.rebuild()
+        services.matcher.rebuild()
     clear()
     yield
     clear()

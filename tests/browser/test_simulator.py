@@ -12,9 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from app import _free_port
-from tests.conftest import ROOT, new_number
-
 from tests.browser.conftest import shoot
+from tests.conftest import ROOT, new_number
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,8 @@ def test_simulator_carries_a_rider_and_a_driver_conversation(browser, sandbox):
     base = sandbox
     auth = {"Authorization": "Bearer sim-token"}
     driver_number = new_number()
-    httpx.post(f"{base}/api/drivers", headers=auth, json={"phone": driver_number, "name": "Dana Ruiz", "vehicle": "Van"})
+    httpx.post(f"{base}/api/drivers", headers=auth,
+               json={"phone": driver_number, "name": "Dana Ruiz", "vehicle": "Van"})
     context = browser.new_context(base_url=base, viewport={"width": 1000, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15000)

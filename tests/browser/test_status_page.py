@@ -5,10 +5,9 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import shoot
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_driver
-
-from tests.browser.conftest import shoot
 
 
 def test_wrong_token_is_refused_and_pages_need_login(page):
@@ -63,7 +62,7 @@ def test_refund_from_the_page(slate, logged_in, services, live_service):
 
     page = logged_in
     rider = new_number()
-    r = services.rescues.create(request_key=f"page-refund-{rider}", rider_phone=rider,
+    r = services.lifecycle.create(request_key=f"page-refund-{rider}", rider_phone=rider,
                                 pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"}, dropoff=None,
                                 problem="flat_tire", problem_note="", quote_cents=2800, trip_miles=0, surge=1.0,
                                 channel="sms")

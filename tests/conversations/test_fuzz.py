@@ -4,11 +4,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app import create_app
-from dispatch.services import Services
-
+from dispatch.bootstrap import Services
 from tests.conftest import apply_text, new_number, sign
 
 FIELDS = ["MessageSid", "SmsSid", "From", "To", "Body", "NumMedia", "MediaUrl0", "AccountSid",

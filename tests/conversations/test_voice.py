@@ -182,11 +182,11 @@ def test_failed_dial_is_recorded_and_falls_back_to_a_text(slate, phone, live_ser
     twiml = c.answer(twiml, DialCallStatus="no-answer", DialCallDuration="0")
     assert "couldn't connect" in spoken(twiml)
     driver_phone.wait_for("Your rider tried to call")
-    kinds = [e["type"] for e in services.rescues.timeline(rescue.id)]
+    kinds = [e["type"] for e in services.events.timeline(rescue.id)]
     assert "call_failed" in kinds
     c2 = caller(rider.number)
     twiml = c2.answer(c2.answer(c2.call(), Digits="1"), DialCallStatus="completed", DialCallDuration="42")
-    assert "call_connected" in [e["type"] for e in services.rescues.timeline(rescue.id)]
+    assert "call_connected" in [e["type"] for e in services.events.timeline(rescue.id)]
 
 
 def test_hang_up_mid_intake_then_finish_by_sms(caller, phone):

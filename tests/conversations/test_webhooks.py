@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from app import create_app
-from dispatch.services import Services
+from dispatch.bootstrap import Services
 from tests.conftest import RESCUE_NUMBER, TWILIO_SID, apply_text, new_number, sign
 
 
@@ -35,7 +35,7 @@ def private(settings, services):
     own = Services(dataclasses.replace(settings, queue_name=f"q_webhooks_{uuid.uuid4().hex[:8]}"), services.db,
                    services.redis)
     yield own, create_app(services=own).test_client()
-    for queue in own.jobs.queues:
+    for queue in own.scheduler.queues:
         queue.delete(delete_jobs=True)
 
 
@@ -49,7 +49,7 @@ def test_signed_text_is_recorded_queued_and_answered_with_empty_twiml(private, s
     assert stored["body"] == "hi" and stored["phone"] == params["From"]
     # The step runs in a worker: a drain waits on this app's own queue. (A live test service's
     # drain shares the database and may apply the text first: then apply_text says "done".)
-    drains = [j for j in services.jobs.urgent.get_jobs() if j.func_name == "conversations.jobs.apply_pending"]
+    drains = [j for j in services.scheduler.urgent.get_jobs() if j.func_name == "conversations.jobs.apply_pending"]
     assert len(drains) == 1
     outcome = apply_text(services, params["MessageSid"])
     assert outcome.startswith("rider:") or outcome == "done"

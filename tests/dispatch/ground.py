@@ -14,12 +14,13 @@ import uuid
 
 import rq
 
-from dispatch.clock import now_ms
-from dispatch.dispatcher import DispatchError
-from dispatch.geo import Point
-from dispatch.matching import GEO_KEY, Candidate
-from dispatch.rescues import Rescue
-from dispatch.services import Services
+from dispatch.adapters.redis_geo import GEO_KEY
+from dispatch.bootstrap import Services
+from dispatch.model.clock import now_ms
+from dispatch.model.driver import Candidate, Driver
+from dispatch.model.errors import DomainError as DispatchError
+from dispatch.model.geo import Point
+from dispatch.model.rescue import Rescue
 from tests.conftest import new_number
 
 BASE_LAT = 30.0
@@ -47,20 +48,21 @@ class Area:
         return (self.lat + north_km / KM_PER_DEG_LAT,
                 self.lng + east_km / (KM_PER_DEG_LAT * math.cos(math.radians(self.lat))))
 
-    def driver(self, north_km: float = 0.0, east_km: float = 0.0, online: bool = True) -> dict:
-        doc = self.svc.drivers.register(new_number(), f"Test {uuid.uuid4().hex[:4]}", "Cargo van")
-        self.driver_ids.append(doc["_id"])
-        self.phones.append(doc["phone"])
-        self.svc.dispatcher.update_location(doc, Point(*self.at(north_km, east_km), "test spot"))
+    def driver(self, north_km: float = 0.0, east_km: float = 0.0, online: bool = True) -> Driver:
+        driver = Driver.new(new_number(), f"Test {uuid.uuid4().hex[:4]}", "Cargo van")
+        self.svc.drivers.add(driver)
+        self.driver_ids.append(driver.id)
+        self.phones.append(driver.phone)
+        self.svc.dispatcher.update_location(driver, Point(*self.at(north_km, east_km), "test spot"))
         if online:
-            self.svc.dispatcher.go_online(self.svc.drivers.get(doc["_id"]))
-        return self.svc.drivers.get(doc["_id"])
+            self.svc.dispatcher.go_online(self.svc.drivers.get(driver.id))
+        return self.svc.drivers.get(driver.id)
 
     def rescue(self, north_km: float = 0.0, east_km: float = 0.0) -> Rescue:
         lat, lng = self.at(north_km, east_km)
         rider = new_number()
         self.phones.append(rider)
-        rescue = self.svc.rescues.create(
+        rescue = self.svc.lifecycle.create(
             request_key=f"test-ground-{uuid.uuid4().hex}", rider_phone=rider,
             pickup={"lat": lat, "lng": lng, "label": "Test pickup"}, dropoff=None, problem="flat_tire",
             problem_note="flat", quote_cents=2800, trip_miles=1.0, surge=1.0, channel="sms")
@@ -68,7 +70,7 @@ class Area:
         return rescue
 
     def candidates(self, excluded: set[str] | None = None) -> list[Candidate]:
-        return self.svc.geo.candidates(self.lat, self.lng, excluded or set())
+        return self.svc.matcher.candidates(self.lat, self.lng, excluded or set())
 
     def indexed(self, driver_id: str) -> bool:
         return self.svc.redis.zscore(GEO_KEY, driver_id) is not None

@@ -1,17 +1,17 @@
-"""Outbound texts (dispatch.messaging) and the Twilio edge (dispatch.twilio_gateway).
+"""Outbound texts (dispatch.messaging) and the Twilio edge (dispatch.adapters.twilio).
 
 Everything here is real except Twilio itself: MongoDB and Redis from `stores`, the real
 `twilio` client talking to the local fake of the Messages API, and a real RQ worker.
 
 Two ways of running the send job are used:
-* through RQ: `services.outbox.queue_text` kicks a drain job (`dispatch.jobs.send_pending`,
-  at most one waiting per queue), and an in-process `SimpleWorker` runs the queue. A session-scoped `live_service` started by
-  other tests may run workers on the same queue, so these tests accept the text being sent
-  by either worker and assert only on what the fake Twilio received and on the stored
-  message document.
-* directly: an `Outbox` whose `kick` and `enqueue_send` only record (the constructor's own
-  seams; nothing of the project is replaced), then `services.delivery.deliver(id)`. No
-  worker can race these tests, so they can check exact return values and retry states.
+* through RQ: `services.outbox.queue_text` kicks a drain job (`dispatch.worker.send_pending`,
+  at most one waiting per queue), and an in-process `SimpleWorker` runs the queue. A
+  session-scoped `live_service` started by other tests may run workers on the same queue,
+  so these tests accept the text being sent by either worker and assert only on what the
+  fake Twilio received and on the stored message document.
+* directly: an `Outbox` whose scheduler only records what it is asked to start (a fake of
+  the Scheduler port), then `services.delivery.deliver(id)`. No worker can race these
+  tests, so they can check exact return values and retry states.
 """
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ from dataclasses import replace
 import pytest
 import rq
 
-import dispatch.services
-from dispatch.messaging import Delivery, Outbox, SendFailed, record_status
-from dispatch.twilio_gateway import TwilioSender
+import dispatch.bootstrap
+from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
+from dispatch.adapters.twilio import TwilioSender
+from dispatch.messaging import Delivery, Outbox
+from dispatch.ports import SendFailed
 from tests.conftest import RESCUE_NUMBER, new_number
 from tests.fakes.http import FakeServer
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ def send_jobs(services, message_id: str, timeout: float = 3.0) -> list[rq.job.Jo
     A job a live worker is just picking up can be briefly in none of those lists, so look
     again for a moment before answering "none".
     """
-    q = services.queue
+    q = services.scheduler.queue
     deadline = time.time() + timeout
     while True:
         ids = set(q.get_job_ids())
@@ -70,19 +71,32 @@ def send_jobs(services, message_id: str, timeout: float = 3.0) -> list[rq.job.Jo
                          q.scheduled_job_registry, q.deferred_job_registry):
             ids.update(registry.get_job_ids())
         jobs = [j for j in rq.job.Job.fetch_many(list(ids), connection=services.redis) if j is not None]
-        found = [j for j in jobs if j.func_name == "dispatch.jobs.send_text" and tuple(j.args) == (message_id,)]
+        found = [j for j in jobs if j.func_name == "dispatch.worker.send_text" and tuple(j.args) == (message_id,)]
         if found or time.time() > deadline:
             return found
         time.sleep(0.05)
 
 
+class RecordingScheduler:
+    """The Scheduler port, recording what the outbox asks it to start."""
+
+    def __init__(self) -> None:
+        self.enqueued: list[str] = []
+        self.kicks: list[int] = []
+
+    def kick_outbox(self) -> None:
+        self.kicks.append(1)
+
+    def send_text(self, message_id: str, delay: float = 0) -> None:
+        self.enqueued.append(message_id)
+
+
 @pytest.fixture
 def outbox(services):
     """An Outbox on the real db whose send jobs are only recorded, for driving `deliver` by hand."""
-    enqueued: list[str] = []
-    kicks: list[int] = []
-    box = Outbox(services.db, kick=lambda: kicks.append(1), enqueue_send=enqueued.append)
-    box.enqueued, box.kicks = enqueued, kicks  # type: ignore[attr-defined]
+    scheduler = RecordingScheduler()
+    box = Outbox(services.messages, scheduler)
+    box.enqueued, box.kicks = scheduler.enqueued, scheduler.kicks  # type: ignore[attr-defined]
     return box
 
 
@@ -101,7 +115,7 @@ def run_worker(services, service_env, monkeypatch):
     """Drain the send queue with a real in-process RQ SimpleWorker.
 
     The job builds its own Services from the process environment
-    (dispatch.services.worker_services -> load_settings()), so the environment is the
+    (dispatch.bootstrap.worker_services -> load_settings()), so the environment is the
     service's for the duration, and the cached worker Services is reset on both sides.
     """
     for name in list(os.environ):
@@ -109,14 +123,14 @@ def run_worker(services, service_env, monkeypatch):
             monkeypatch.delenv(name)
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
-    dispatch.services._worker_services = None
+    dispatch.bootstrap._worker_services = None
 
     def run() -> None:
-        rq.SimpleWorker(services.jobs.queues, connection=services.redis).work(burst=True)
+        rq.SimpleWorker(services.scheduler.queues, connection=services.redis).work(burst=True)
 
     yield run
-    built = dispatch.services._worker_services
-    dispatch.services._worker_services = None
+    built = dispatch.bootstrap._worker_services
+    dispatch.bootstrap._worker_services = None
     if built is not None:
         built.db.client.close()
         built.redis.close()
@@ -284,7 +298,7 @@ def test_unreachable_twilio_is_transient(outbox, services, settings):
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]  # closed again when the block ends: connection refused
     sender = TwilioSender(replace(settings, twilio_api_base=f"http://127.0.0.1:{dead_port}"))
-    delivery = Delivery(services.db, sender, services.optouts, None)
+    delivery = Delivery(services.messages, sender, services.optouts, services.metrics, None)
     doc = outbox.queue_text(new_number(), "anyone there?", key=key())
     with pytest.raises(SendFailed) as raised:
         delivery.deliver(doc["_id"])
@@ -363,9 +377,9 @@ def sent_message(outbox, services, fake_twilio) -> tuple[dict, str]:
 
 def test_status_callbacks_out_of_order_keep_the_latest(outbox, services, fake_twilio):
     doc, sid = sent_message(outbox, services, fake_twilio)
-    assert record_status(services.db, sid, "delivered", None) is True
-    assert record_status(services.db, sid, "sent", None) is False
-    assert record_status(services.db, sid, "queued", None) is False
+    assert services.delivery.record_status(sid, "delivered", None) is True
+    assert services.delivery.record_status(sid, "sent", None) is False
+    assert services.delivery.record_status(sid, "queued", None) is False
     stored = message(services, doc["_id"])
     assert stored["status"] == "delivered" and stored["status_rank"] == 4
     assert services.db.receipts.find_one({"_id": sid})["status"] == "delivered"
@@ -373,18 +387,18 @@ def test_status_callbacks_out_of_order_keep_the_latest(outbox, services, fake_tw
 
 def test_status_callbacks_in_order_and_unknown_status(outbox, services, fake_twilio):
     doc, sid = sent_message(outbox, services, fake_twilio)
-    assert record_status(services.db, sid, "sent", None) is False  # already `sent` from the send job
-    assert record_status(services.db, sid, "bogus", None) is False
+    assert services.delivery.record_status(sid, "sent", None) is False  # already `sent` from the send job
+    assert services.delivery.record_status(sid, "bogus", None) is False
     assert message(services, doc["_id"])["status"] == "sent"
-    assert record_status(services.db, sid, "undelivered", "30003") is True
+    assert services.delivery.record_status(sid, "undelivered", "30003") is True
     stored = message(services, doc["_id"])
     assert stored["status"] == "undelivered" and stored["error_code"] == "30003"
-    assert record_status(services.db, sid, "delivered", None) is False
+    assert services.delivery.record_status(sid, "delivered", None) is False
 
 
 def test_status_callback_for_unknown_sid_changes_no_message(services):
     sid = "SM" + uuid.uuid4().hex
-    assert record_status(services.db, sid, "delivered", None) is False
+    assert services.delivery.record_status(sid, "delivered", None) is False
     assert services.db.messages.count_documents({"twilio_sid": sid}) == 0
     assert services.db.receipts.find_one({"_id": sid})["status"] == "delivered"
 
@@ -401,22 +415,23 @@ class CallbackBeforeStoreSender:
     race the receipts collection exists for, made deterministic.
     """
 
-    def __init__(self, real, db, status: str, error_code: str | None = None) -> None:
-        self.real, self.db, self.status, self.error_code = real, db, status, error_code
+    def __init__(self, real, recorder, status: str, error_code: str | None = None) -> None:
+        self.real, self.recorder, self.status, self.error_code = real, recorder, status, error_code
         self.applied_directly: bool | None = None
 
     def send(self, to, body, status_callback):
         sid = self.real.send(to, body, status_callback)
-        self.applied_directly = record_status(self.db, sid, self.status, self.error_code)
+        self.applied_directly = self.recorder.record_status(sid, self.status, self.error_code)
         return sid
 
 
 @pytest.mark.parametrize("early,expected", [("delivered", "delivered"), ("queued", "sent"),
                                             ("undelivered", "undelivered")])
 def test_callback_before_sid_is_stored_is_applied_once_known(outbox, services, fake_twilio, early, expected):
-    sender = CallbackBeforeStoreSender(services.delivery.sender, services.db, early,
+    sender = CallbackBeforeStoreSender(services.delivery.sender, services.delivery, early,
                                        "30005" if early == "undelivered" else None)
-    delivery = Delivery(services.db, sender, services.optouts, services.delivery.status_callback)
+    delivery = Delivery(services.messages, sender, services.optouts, services.metrics,
+                        services.delivery.status_callback)
     to = new_number()
     doc = outbox.queue_text(to, "early bird", key=key())
     delivery.deliver(doc["_id"])
@@ -428,7 +443,7 @@ def test_callback_before_sid_is_stored_is_applied_once_known(outbox, services, f
     if early == "undelivered":
         assert stored["error_code"] == "30005"
     # a late, lower callback still cannot move it back
-    record_status(services.db, sent.sid, "sent", None)
+    services.delivery.record_status(sent.sid, "sent", None)
     assert message(services, doc["_id"])["status"] == expected
 
 
@@ -486,7 +501,7 @@ def test_problem_details_permanent_errors_are_final(settings, problem_twilio, co
     with pytest.raises(SendFailed) as raised:
         sender.send(new_number(), "hi", None)
     assert (raised.value.transient, raised.value.code) == (False, code), (
-        f"APP BUG dispatch/twilio_gateway.py TwilioSender.send: an HTTP 400 / code {code} answered in "
+        f"APP BUG dispatch/adapters/twilio.py TwilioSender.send: an HTTP 400 / code {code} answered in "
         f"RFC 9457 form raises TwilioServiceException, which falls into the `except TwilioException` "
         f"branch and becomes SendFailed(code=None, transient=True) - a never-retry error is retried. "
         f"Got transient={raised.value.transient}, code={raised.value.code}")
@@ -494,8 +509,8 @@ def test_problem_details_permanent_errors_are_final(settings, problem_twilio, co
 
 def test_problem_details_opt_out_opts_the_number_out(outbox, services, settings, problem_twilio):
     server = problem_twilio(400, 21610)
-    delivery = Delivery(services.db, TwilioSender(replace(settings, twilio_api_base=server.url)),
-                        services.optouts, None)
+    delivery = Delivery(services.messages, TwilioSender(replace(settings, twilio_api_base=server.url)),
+                        services.optouts, services.metrics, None)
     to = new_number()
     doc = outbox.queue_text(to, "offer", key=key())
     try:
@@ -504,7 +519,7 @@ def test_problem_details_opt_out_opts_the_number_out(outbox, services, settings,
         result = f"raised SendFailed(transient={exc.transient}, code={exc.code})"
     stored = message(services, doc["_id"])
     assert (result, stored["status"], services.optouts.is_opted_out(to)) == ("failed", "failed", True), (
-        "APP BUG dispatch/twilio_gateway.py: a 21610 in RFC 9457 form must fail the text and opt the "
+        "APP BUG dispatch/adapters/twilio.py: a 21610 in RFC 9457 form must fail the text and opt the "
         f"number out; deliver gave {result!r}, message is {stored['status']!r}, "
         f"opted out: {services.optouts.is_opted_out(to)} (RQ would retry it 5 more times)")
 
@@ -537,7 +552,8 @@ def test_duplicate_job_does_not_relabel_a_sent_text_as_suppressed(outbox, servic
     to = new_number()
     doc = outbox.queue_text(to, "driver assigned", key=key())
     optouts = OptOutDuringCheck(services.optouts, services.delivery, doc["_id"])
-    copy_b = Delivery(services.db, services.delivery.sender, optouts, services.delivery.status_callback)
+    copy_b = Delivery(services.messages, services.delivery.sender, optouts, services.metrics,
+                      services.delivery.status_callback)
     copy_b.deliver(doc["_id"])
     assert optouts.other_result == "sent"
     [sent] = fake_twilio.texts_to(to)
@@ -554,18 +570,16 @@ def test_duplicate_job_does_not_relabel_a_sent_text_as_suppressed(outbox, servic
 @pytest.fixture
 def private_outbox(services, settings):
     """An outbox in its own database, so a drain sees only this test's texts."""
-    from dispatch.messaging import OptOuts
-
     db = services.db.client[f"drain_{uuid.uuid4().hex[:10]}"]
     db.messages.create_index("key", unique=True)
-    box = Outbox(db, kick=lambda: None, enqueue_send=lambda _id: None)
-    delivery = Delivery(db, TwilioSender(settings), OptOuts(db), None)
-    yield box, delivery
+    box = Outbox(MongoMessages(db), RecordingScheduler())
+    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None)
+    yield box, delivery, db
     services.db.client.drop_database(db.name)
 
 
 def test_drain_sends_every_waiting_text_once_and_each_numbers_texts_in_order(private_outbox, fake_twilio):
-    box, delivery = private_outbox
+    box, delivery, db = private_outbox
     busy = [new_number() for _ in range(3)]
     single = [new_number() for _ in range(20)]
     for step in ("assigned", "arrived", "done"):
@@ -581,19 +595,19 @@ def test_drain_sends_every_waiting_text_once_and_each_numbers_texts_in_order(pri
                                                                           "driver done"]
     for phone in single:
         assert len(fake_twilio.wait_for_texts(phone, 1)) == 1
-    assert box.db.messages.count_documents({"status": "sent", "attempts": 1}) == 29
+    assert db.messages.count_documents({"status": "sent", "attempts": 1}) == 29
 
 
 def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(private_outbox, fake_twilio,
                                                                            no_pending_failures):
-    box, delivery = private_outbox
+    box, delivery, db = private_outbox
     to = new_number()
     doc = box.queue_text(to, "one", key=key())
     fake_twilio.fail_next(1, 503, 20503)
     retries: list[str] = []
     assert delivery.drain(retries.append) == 1
     assert retries == [doc["_id"]]
-    stored = message_in(box.db, doc["_id"])
+    stored = message_in(db, doc["_id"])
     assert stored["status"] == "pending" and stored["attempts"] == 1
     assert delivery.drain(retries.append) == 0, "a text that was tried once is its retry job's business"
     assert delivery.deliver(doc["_id"]) == "sent"
@@ -602,20 +616,20 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
 def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
     from rq import Queue
 
-    from dispatch.jobs import DRAIN, Jobs
+    from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, RqScheduler
 
     name = f"q_kick_{uuid.uuid4().hex[:8]}"
-    jobs = Jobs(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis))
+    jobs = RqScheduler(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis))
     try:
         for _ in range(5):
-            jobs.kick_sends()
-        assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN]
-        jobs.kicked(DRAIN)  # what a drain does before it looks
-        jobs.kick_sends()
+            jobs.kick_outbox()
+        assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN_OUTBOX]
+        assert jobs.drain(DRAIN_OUTBOX, lambda: 0) == "drained:0"  # a drain clears the kick before it looks
+        jobs.kick_outbox()
         assert len(jobs.urgent.get_jobs()) == 2
     finally:
         jobs.urgent.delete(delete_jobs=True)
-        jobs.kicked(DRAIN)
+        jobs.drain(DRAIN_OUTBOX, lambda: 0)
 
 
 def message_in(db, message_id: str) -> dict:

@@ -21,10 +21,20 @@ from rq import Worker
 from rq.registry import StartedJobRegistry
 
 from app import create_app
-from dispatch.services import Services
-from dispatch.stripe_gateway import PaymentUnavailable
-from tests.conftest import (RESCUE_NUMBER, STRIPE_WEBHOOK_SECRET, TWILIO_SID, apply_text, new_number, post_stripe_event, sign,
-                            stripe_event)
+from dispatch.bootstrap import Services
+from dispatch.model import events as ev
+from dispatch.model.driver import Driver
+from dispatch.ports import PaymentUnavailable
+from tests.conftest import (
+    RESCUE_NUMBER,
+    STRIPE_WEBHOOK_SECRET,
+    TWILIO_SID,
+    apply_text,
+    new_number,
+    post_stripe_event,
+    sign,
+    stripe_event,
+)
 
 # Far outside the service area: the dispatcher finds nobody there, so these rescues are never
 # offered to other tests' drivers while they are briefly `searching`.
@@ -34,16 +44,19 @@ QUOTE = 2800
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def completed_rescue(svc: Services, quote_cents: int = QUOTE, rider: str | None = None, driver: dict | None = None):
-    """A rescue moved to `completed` through the real store (events, notifications, jobs)."""
-    driver = driver or svc.drivers.register(new_number(), "Dee Test", "Van")
-    r = svc.rescues.create(request_key=f"test-pay-{uuid.uuid4().hex}", rider_phone=rider or new_number(),
+def completed_rescue(svc: Services, quote_cents: int = QUOTE, rider: str | None = None,
+                     driver: Driver | None = None):
+    """A rescue moved to `completed` through the real lifecycle (events, notifications, jobs)."""
+    if driver is None:
+        driver = Driver.new(new_number(), "Dee Test", "Van")
+        svc.drivers.add(driver)
+    r = svc.lifecycle.create(request_key=f"test-pay-{uuid.uuid4().hex}", rider_phone=rider or new_number(),
                            pickup=PICKUP, dropoff=None, problem="flat_tire", problem_note="",
                            quote_cents=quote_cents, trip_miles=0, surge=1.0, channel="sms")
-    svc.rescues.apply(r.id, "assign", by="test", event="driver_assigned", changes={"driver_id": driver["_id"]},
-                      driver_id=driver["_id"])
-    svc.rescues.apply(r.id, "arrive", by="test", event="driver_arrived")
-    done, changed = svc.rescues.apply(r.id, "complete", by="test", event="rescue_completed")
+    svc.lifecycle.apply(r.id, "assign", by="test", event=ev.DriverAssigned, changes={"driver_id": driver.id},
+                        driver_id=driver.id)
+    svc.lifecycle.apply(r.id, "arrive", by="test", event=ev.DriverArrived, driver_id=driver.id)
+    done, changed = svc.lifecycle.apply(r.id, "complete", by="test", event=ev.RescueCompleted, driver_id=driver.id)
     assert changed and done.status == "completed"
     return done, driver
 
@@ -133,7 +146,7 @@ def svc(settings, services):
     private = Services(dataclasses.replace(settings, queue_name=f"q_private_{uuid.uuid4().hex[:8]}"),
                        services.db, services.redis)
     yield private
-    private.queue.empty()
+    private.scheduler.queue.empty()
 
 
 @pytest.fixture
@@ -154,11 +167,11 @@ def no_armed_stripe_failures(fake_stripe):
 def wait_for_shared_queue_idle(services, timeout: float = 10.0) -> None:
     """Let the live workers (if any) finish jobs already queued, so they do not take a
     failure this test arms at the fake Stripe."""
-    if Worker.count(connection=services.redis, queue=services.queue) == 0:
+    if Worker.count(connection=services.redis, queue=services.scheduler.queue) == 0:
         return  # no live service in this run: nobody else calls the fake Stripe
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if services.queue.count == 0 and StartedJobRegistry(queue=services.queue).count == 0:
+        if services.scheduler.queue.count == 0 and StartedJobRegistry(queue=services.scheduler.queue).count == 0:
             return
         time.sleep(0.05)
 
@@ -238,12 +251,12 @@ def test_link_job_run_by_a_live_worker_too_still_makes_one_link(services, fake_s
 
 
 def test_link_only_for_a_completed_unpaid_rescue(svc, web, fake_stripe):
-    open_one = svc.rescues.create(request_key=f"test-pay-{uuid.uuid4().hex}", rider_phone=new_number(),
+    open_one = svc.lifecycle.create(request_key=f"test-pay-{uuid.uuid4().hex}", rider_phone=new_number(),
                                        pickup=PICKUP, dropoff=None, problem="flat_tire", problem_note="",
                                        quote_cents=QUOTE, trip_miles=0, surge=1.0, channel="sms")
     assert svc.payments.create_link(open_one.id) == "not-completed"
     assert checkout_calls(fake_stripe, open_one.id) == []
-    svc.rescues.apply(open_one.id, "cancel", by="test", event="rescue_cancelled")
+    svc.lifecycle.apply(open_one.id, "cancel", by="test", event=ev.RescueCancelled)
     r, _, _ = pay(svc, web, fake_stripe)
     assert svc.payments.create_link(r.id) == "paid"
     assert len(fake_sessions_for(fake_stripe, r.id)) == 1
@@ -328,7 +341,7 @@ def test_signed_json_that_is_not_an_object_is_a_clean_400(web, payload):
     resp = web.post("/stripe/webhook", data=payload,
                        headers={"Stripe-Signature": header, "Content-Type": "application/json"})
     assert resp.status_code == 400, (
-        f"APP BUG: dispatch/payment_routes.py stripe_webhook: a correctly signed body {payload!r} that is "
+        f"APP BUG: dispatch/http/payments.py stripe_webhook: a correctly signed body {payload!r} that is "
         f"valid JSON but not an object makes stripe.Webhook.construct_event raise AttributeError (not caught), "
         f"so the webhook answers {resp.status_code} instead of 400; the isinstance(event, dict) check after it "
         f"is never reached")
@@ -494,7 +507,8 @@ def test_refund_retried_after_a_stripe_outage_refunds_once(svc, web, services, a
     assert texts(svc, r.id, "payment_refunded") == []
     retry = web.post(url, json={"amount_cents": 700}, headers=keyed)
     assert retry.status_code == 201 and retry.get_json()["amount_cents"] == 700
-    keys = {c.idempotency_key for c in fake_stripe.calls("/v1/refunds") if c.form.get("payment_intent") == obj["payment_intent"]}
+    keys = {c.idempotency_key for c in fake_stripe.calls("/v1/refunds")
+            if c.form.get("payment_intent") == obj["payment_intent"]}
     assert len(keys) == 1
     assert [x["amount"] for x in refunds_at_stripe(fake_stripe, obj["payment_intent"])] == [700]
     assert doc(svc, r.id)["refunded_cents"] == 700
@@ -549,23 +563,23 @@ def test_rating_after_the_receipt(svc, web, settings, admin_headers, fake_stripe
     assert thanks is not None and "Thanks for rating" in thanks and "5/5" in thanks
     shown = web.get(f"/api/rescues/{r.id}", headers=admin_headers).get_json()
     assert shown["rating"] == 5 and shown["rating_comment"] == "great"
-    d = web.get(f"/api/drivers/{driver['_id']}", headers=admin_headers).get_json()
+    d = web.get(f"/api/drivers/{driver.id}", headers=admin_headers).get_json()
     assert d["rating"] == 5.0 and d["rating_count"] == 1
 
     second = text_in(web, settings, svc, rider, "1 actually terrible")
     assert second is None or "Thanks for rating" not in second
     shown = web.get(f"/api/rescues/{r.id}", headers=admin_headers).get_json()
     assert shown["rating"] == 5 and shown["rating_comment"] == "great"
-    d = web.get(f"/api/drivers/{driver['_id']}", headers=admin_headers).get_json()
+    d = web.get(f"/api/drivers/{driver.id}", headers=admin_headers).get_json()
     assert d["rating"] == 5.0 and d["rating_count"] == 1
     assert len(events(svc, r.id, "rescue_rated")) == 1
     assert svc.payments.rate(r.id, 1, "a retried effect") is False  # the store refuses a second one too
-    assert doc(svc, r.id)["rating"] == 5 and svc.drivers.get(driver["_id"])["rating_count"] == 1
+    assert doc(svc, r.id)["rating"] == 5 and svc.drivers.get(driver.id).rating_count == 1
 
     # The driver's running average over a second rescue.
     r2, _, _ = pay(svc, web, fake_stripe, driver=driver)
     assert "Thanks for rating" in text_in(web, settings, svc, r2.rider_phone, "2/5 slow")
-    d = web.get(f"/api/drivers/{driver['_id']}", headers=admin_headers).get_json()
+    d = web.get(f"/api/drivers/{driver.id}", headers=admin_headers).get_json()
     assert d["rating"] == 3.5 and d["rating_count"] == 2
     assert doc(svc, r2.id)["rating_comment"] == "slow"
 
@@ -576,7 +590,7 @@ def test_non_number_after_the_receipt_starts_a_new_intake(svc, web, settings, fa
     assert reply is not None and "Where are you?" in reply and "Thanks for rating" not in reply
     assert doc(svc, r.id).get("rating") is None
     assert svc.db.conversations.find_one({"_id": r.rider_phone})["state"] == "ask_location"
-    assert int(svc.drivers.get(driver["_id"]).get("rating_count") or 0) == 0
+    assert svc.drivers.get(driver.id).rating_count == 0
 
 
 def test_a_number_before_any_receipt_is_not_a_rating(svc, web, settings, fake_stripe):
@@ -584,7 +598,7 @@ def test_a_number_before_any_receipt_is_not_a_rating(svc, web, settings, fake_st
     reply = text_in(web, settings, svc, r.rider_phone, "5")
     assert reply is None or "Thanks for rating" not in reply
     assert doc(svc, r.id).get("rating") is None
-    assert int(svc.drivers.get(driver["_id"]).get("rating_count") or 0) == 0
+    assert svc.drivers.get(driver.id).rating_count == 0
 
 
 # --- sandbox payments -------------------------------------------------------------------------
@@ -596,7 +610,7 @@ def sandbox_services(settings, services):
                                        queue_name=f"q_sandbox_{uuid.uuid4().hex[:8]}"),
                    services.db, services.redis)
     yield svc
-    svc.queue.empty()
+    svc.scheduler.queue.empty()
 
 
 @pytest.fixture
@@ -652,6 +666,6 @@ def test_pay_while_the_link_still_works_resends_the_same_link(svc, web, settings
     r, _, s1 = linked(svc, fake_stripe)
     before = len(fake_stripe.calls("/v1/checkout/sessions"))
     assert "fresh payment link" in text_in(web, settings, svc, r.rider_phone, "PAY")
-    sent = [e for e in svc.rescues.timeline(r.id) if e["type"] == "payment_link_sent"]
+    sent = [e for e in svc.events.timeline(r.id) if e["type"] == "payment_link_sent"]
     assert len(sent) == 2 and {e["data"]["url"] for e in sent} == {s1["url"]}
     assert len(fake_stripe.calls("/v1/checkout/sessions")) == before

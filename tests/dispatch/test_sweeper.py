@@ -20,13 +20,15 @@ import uuid
 import pytest
 from rq.job import Job
 
-from dispatch.clock import now_ms
+from dispatch.adapters.redis_geo import GEO_KEY
+from dispatch.bootstrap import Services
 from dispatch.config import ServiceArea
-from dispatch.matching import GEO_KEY
-from dispatch.messaging import STATUS_RANK
-from dispatch.rescues import Rescue
-from dispatch.services import Services
-from dispatch.sweeper import (DRIVER_STUCK_MS, EXPIRY_GRACE_MS, PENDING_TEXT_MS, SENDING_STUCK_MS)
+from dispatch.dispatcher import Accepted
+from dispatch.model.clock import now_ms
+from dispatch.model.driver import Driver
+from dispatch.model.message import STATUS_RANK
+from dispatch.model.rescue import Rescue
+from dispatch.sweeper import DRIVER_STUCK_MS, EXPIRY_GRACE_MS, PENDING_TEXT_MS, SENDING_STUCK_MS
 from tests.conftest import new_number
 from tests.dispatch.ground import BASE_LAT, Area, purge_queue
 
@@ -42,7 +44,7 @@ def svc(services, settings):
                                        service_area=ServiceArea(BASE_LAT + 10, BASE_LNG, 1500.0)),
                    services.db, services.redis)
     yield own
-    for queue in own.jobs.queues:
+    for queue in own.scheduler.queues:
         purge_queue(queue)
 
 
@@ -55,29 +57,29 @@ def area(svc):
     a.cleanup()
 
 
-def driver(area: Area, d: dict) -> dict:
-    return area.db.drivers.find_one({"_id": d["_id"]})
+def driver(area: Area, d: Driver) -> Driver:
+    return area.svc.drivers.get(d.id)
 
 
-def offer_for(area: Area, d: dict, rescue: Rescue) -> dict:
+def offer_for(area: Area, d: Driver, rescue: Rescue) -> dict:
     assert area.svc.dispatcher.dispatch(rescue.id) == "offers:1"
     offer = area.db.offers.find_one({"rescue_id": rescue.id, "status": "open"})
-    assert offer["driver_id"] == d["_id"]
+    assert offer["driver_id"] == d.id
     return offer
 
 
 def lose_jobs(svc: Services) -> None:
     """Redis loses the queued jobs, and with them the marks that fold new triggers into them."""
-    for queue in svc.jobs.queues:
+    for queue in svc.scheduler.queues:
         queue.empty()
     for key in svc.redis.scan_iter("pending:*"):
         svc.redis.delete(key)
 
 
 def queued(svc: Services, func: str, arg: str) -> list[Job]:
-    found = [j for queue in svc.jobs.queues
+    found = [j for queue in svc.scheduler.queues
              for j in Job.fetch_many(queue.get_job_ids(), connection=queue.connection) if j is not None]
-    return [j for j in found if j.func_name == f"dispatch.jobs.{func}" and tuple(j.args) == (arg,)]
+    return [j for j in found if j.func_name == f"dispatch.worker.{func}" and tuple(j.args) == (arg,)]
 
 
 def eventually(check, timeout: float = 3.0):
@@ -105,8 +107,8 @@ def test_overdue_open_offer_is_expired(area):
     closed = area.db.offers.find_one({"_id": offer["_id"]})
     assert closed["status"] == "expired"
     doc = driver(area, late)
-    assert doc["status"] == "available" and doc["offer_id"] is None
-    assert indexed(area, late["_id"])
+    assert doc.status == "available" and doc.offer_id is None
+    assert indexed(area, late.id)
     assert area.db.events.count_documents({"rescue_id": rescue.id, "type": "offer_expired"}) == 1
 
 
@@ -118,37 +120,37 @@ def test_offer_not_overdue_is_left_open(area, expires_in_ms):
     area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"expires_at": now_ms() + expires_in_ms}})
     area.svc.sweeper.sweep()
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "open"
-    assert driver(area, holder)["status"] == "offered"
+    assert driver(area, holder).status == "offered"
 
 
 def test_driver_stuck_offered_without_a_live_offer_is_freed(area):
     stuck = area.driver(north_km=0.5)
     recent = area.driver(north_km=1.0)
     for d, age in ((stuck, DRIVER_STUCK_MS + 30_000), (recent, 5_000)):
-        area.db.drivers.update_one({"_id": d["_id"]}, {"$set": {
+        area.db.drivers.update_one({"_id": d.id}, {"$set": {
             "status": "offered", "offer_id": f"lost-{uuid.uuid4().hex}", "updated_at": now_ms() - age}})
-        area.svc.geo.remove(d["_id"])
+        area.svc.geo.remove(d.id)
     area.svc.sweeper.sweep()
     doc = driver(area, stuck)
-    assert doc["status"] == "available" and doc["offer_id"] is None
-    assert indexed(area, stuck["_id"]), "a freed driver with a fresh location is a candidate again"
-    assert driver(area, recent)["status"] == "offered", "a driver offered moments ago may be mid-offer"
+    assert doc.status == "available" and doc.offer_id is None
+    assert indexed(area, stuck.id), "a freed driver with a fresh location is a candidate again"
+    assert driver(area, recent).status == "offered", "a driver offered moments ago may be mid-offer"
 
 
 def test_driver_holding_a_live_offer_is_not_freed(area):
     holder = area.driver(north_km=0.5)
     rescue = area.rescue()
     offer = offer_for(area, holder, rescue)
-    area.db.drivers.update_one({"_id": holder["_id"]}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 60_000}})
+    area.db.drivers.update_one({"_id": holder.id}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 60_000}})
     area.svc.sweeper.sweep()
     doc = driver(area, holder)
-    assert doc["status"] == "offered" and doc["offer_id"] == offer["_id"]
+    assert doc.status == "offered" and doc.offer_id == offer["_id"]
 
 
 def assigned(area: Area, d: dict) -> Rescue:
     rescue = area.rescue()
     offer_for(area, d, rescue)
-    assert area.svc.dispatcher.accept(driver(area, d)).template == "job_details"
+    assert isinstance(area.svc.dispatcher.accept(driver(area, d)), Accepted)
     return rescue
 
 
@@ -161,20 +163,20 @@ def test_driver_on_job_for_a_rescue_that_is_not_theirs_is_freed(area, broken):
     elif broken == "rescue-has-another-driver":
         area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"driver_id": f"other-{uuid.uuid4().hex}"}})
     else:
-        area.db.drivers.update_one({"_id": stuck["_id"]}, {"$set": {"rescue_id": f"gone-{uuid.uuid4().hex}"}})
-    area.db.drivers.update_one({"_id": stuck["_id"]}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 30_000}})
+        area.db.drivers.update_one({"_id": stuck.id}, {"$set": {"rescue_id": f"gone-{uuid.uuid4().hex}"}})
+    area.db.drivers.update_one({"_id": stuck.id}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 30_000}})
     area.svc.sweeper.sweep()
     doc = driver(area, stuck)
-    assert doc["status"] == "available" and doc["rescue_id"] is None
+    assert doc.status == "available" and doc.rescue_id is None
 
 
 def test_driver_on_an_open_job_is_not_freed(area):
     busy = area.driver(north_km=0.5)
     rescue = assigned(area, busy)
-    area.db.drivers.update_one({"_id": busy["_id"]}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 60_000}})
+    area.db.drivers.update_one({"_id": busy.id}, {"$set": {"updated_at": now_ms() - DRIVER_STUCK_MS - 60_000}})
     area.svc.sweeper.sweep()
     doc = driver(area, busy)
-    assert doc["status"] == "on_job" and doc["rescue_id"] == rescue.id
+    assert doc.status == "on_job" and doc.rescue_id == rescue.id
 
 
 def test_stuck_acceptance_is_resolved(area):
@@ -182,11 +184,12 @@ def test_stuck_acceptance_is_resolved(area):
     holder = area.driver(north_km=0.5)
     rescue = area.rescue()
     offer = offer_for(area, holder, rescue)
-    area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"status": "accepting", "answered_at": now_ms() - 60_000}})
+    area.db.offers.update_one({"_id": offer["_id"]},
+                              {"$set": {"status": "accepting", "answered_at": now_ms() - 60_000}})
     lose_jobs(area.svc)
     area.svc.sweeper.sweep()
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "taken"
-    assert driver(area, holder)["status"] == "available"
+    assert driver(area, holder).status == "available"
     assert area.svc.rescues.get(rescue.id).status == "searching"
     # Started here, or (a live sweeper first) already searched again by a live worker.
     assert eventually(lambda: queued(area.svc, "dispatch_rescue", rescue.id)
@@ -224,7 +227,7 @@ def test_lost_geo_index_is_rebuilt(area):
     ready = area.driver(north_km=0.5)
     area.svc.redis.delete(GEO_KEY, "geo:drivers:built")
     area.svc.sweeper.sweep()
-    assert indexed(area, ready["_id"])
+    assert indexed(area, ready.id)
     assert area.svc.redis.exists("geo:drivers:built")
 
 

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from dispatch.clock import now_ms
-from dispatch.services import Services
+from dispatch.bootstrap import Services
+from dispatch.model.clock import now_ms
 from tests.conftest import ADMIN_TOKEN, OFFER_TIMEOUT
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -10,10 +10,10 @@ import json
 import pytest
 
 from dispatch.config import Pricing, ServiceArea
-from dispatch.geo import Point
-from dispatch.geocoding import Gazetteer, GeocoderUnavailable, Locator
-from dispatch.pricing import Quote, quote
-from dispatch.rescues import Rescue
+from dispatch.model.geo import Point
+from dispatch.model.pricing import Quote, quote
+from dispatch.model.rescue import Rescue
+from dispatch.places import Gazetteer, GeocoderUnavailable, Locator
 from dispatch.texts import say
 from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply, StepResult
 from flows.rider import STATES, step

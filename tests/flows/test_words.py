@@ -3,9 +3,19 @@ from __future__ import annotations
 
 import pytest
 
-from flows.words import (CANCEL_RESCUE, OPT_OUT, PROBLEM_MENU, SKIP, STATUS, classify_problem, clean,
-                         is_no, is_yes, menu_choice, normalise)
-
+from flows.words import (
+    CANCEL_RESCUE,
+    OPT_OUT,
+    PROBLEM_MENU,
+    SKIP,
+    STATUS,
+    classify_problem,
+    clean,
+    is_no,
+    is_yes,
+    menu_choice,
+    normalise,
+)
 
 # -- clean / normalise ----------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ def _why_not_complete() -> str | None:
 
 
 def render(table: FaultTable, tests: int, seconds: float) -> str:
-    today = _dt.datetime.now(_dt.timezone.utc)
+    today = _dt.datetime.now(_dt.UTC)
     figures = "\n".join(f"- **{name}**: {text}" for name, text in table.figures.items())
     long = "; long variant" if REPEAT > 1 else ""
     return f"""# Reliability and security record

@@ -13,8 +13,9 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -162,7 +163,7 @@ def at_once(fns: list[Callable[[], Any]]) -> list[Any]:
         barrier.wait()
         try:
             results[i] = fns[i]()
-        except Exception as exc:  # reported by the caller's assertions
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertions
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
@@ -178,11 +179,11 @@ def clear_dispatch(services) -> None:
                                                              "in_transit"]}}, {"_id": 1}):
         try:
             services.dispatcher.cancel(doc["_id"], "test cleanup", by="test")
-        except Exception:
+        except Exception:  # noqa: BLE001 - closed meanwhile: nothing to clean
             pass
     services.db.drivers.update_many({}, {"$set": {"status": "offline", "active": False, "offer_id": None,
                                                    "rescue_id": None}})
-    services.geo.rebuild()
+    services.matcher.rebuild()
 
 
 def worker_pids(live_service) -> list[int]:
@@ -246,7 +247,7 @@ def ensure_scheduler(live_service, services, settings) -> None:
     if scheduler_pids(live_service):
         return
     quiesce(services)
-    for queue in services.jobs.queues:
+    for queue in services.scheduler.queues:
         services.redis.delete(f"rq:scheduler-lock:{queue.name}")
     old = kill_workers(live_service)
     wait_for_new_workers(live_service, old)

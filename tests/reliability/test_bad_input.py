@@ -18,10 +18,12 @@ import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app import create_app
-from dispatch.services import Services
+from dispatch.bootstrap import Services
 from flows import rider as rider_flow
 from tests.conftest import ADMIN_TOKEN, RESCUE_NUMBER, new_number, post_stripe_event, sign
 from tests.e2e.test_dispatch import NEAR_UNION_SQ, book, online_driver
@@ -341,5 +343,5 @@ def test_admin_patch_with_a_huge_integer_location_is_a_400(world, client, admin_
                  "JSON)", times=1, expected=1, lost=int(r.status_code >= 500), duplicated=0, counted="a 400 answer")
     assert r.status_code == 400, (
         f"APP BUG: PATCH /api/drivers/<id> with {{\"location\": {{\"lat\": 10**400, ...}}}} answered {r.status_code}: "
-        f"dispatch/api.py:146 calls float() on the integer, which raises OverflowError ('int too large to convert to "
+        f"dispatch/http/api.py:146 calls float() on the integer, which raises OverflowError ('int too large to convert to "
         f"float'); only TypeError, KeyError and ValueError are caught.")

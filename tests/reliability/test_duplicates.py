@@ -17,7 +17,7 @@ import httpx
 from tests.conftest import TWILIO_SID, post_stripe_event, stripe_event
 from tests.conversations.test_voice import Caller
 from tests.e2e.test_dispatch import NEAR_UNION_SQ, book, online_driver, rescue
-from tests.reliability.support import (LiveClient, at_once, call_params, reps, signed_post, tally, texts_with)
+from tests.reliability.support import LiveClient, at_once, call_params, reps, signed_post, tally, texts_with
 
 try:  # `slate` moved to tests/conftest.py; older trees define it next to the dispatch tests
     from tests.e2e.test_dispatch import slate  # noqa: F401

@@ -25,12 +25,25 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from app import create_app
-from dispatch.services import Services
+from dispatch.bootstrap import Services
 from tests.conftest import post_stripe_event, sign, stripe_event
 from tests.e2e.test_dispatch import NEAR_UNION_SQ, book, online_driver, rescue
-from tests.reliability.support import (REPEAT, at_once, call_params, clear_dispatch, delete_redis_keys,
-                                       kill_workers, new_phone, quiesce, scheduler_pids, signed_post, sms_params,
-                                       tally, texts_with, wait_for_new_workers, wait_until)
+from tests.reliability.support import (
+    REPEAT,
+    at_once,
+    call_params,
+    clear_dispatch,
+    delete_redis_keys,
+    kill_workers,
+    new_phone,
+    quiesce,
+    scheduler_pids,
+    sms_params,
+    tally,
+    texts_with,
+    wait_for_new_workers,
+    wait_until,
+)
 
 try:  # `slate` moved to tests/conftest.py; older trees define it next to the dispatch tests
     from tests.e2e.test_dispatch import slate  # noqa: F401
@@ -50,23 +63,23 @@ def _unreachable_redis() -> redis_lib.Redis:
 
 
 def _running_jobs(services) -> list[str]:
-    registry = StartedJobRegistry(queue=services.queue)
+    registry = StartedJobRegistry(queue=services.scheduler.queue)
     found = []
     for job_id in registry.get_job_ids(cleanup=False):
         try:
             job = Job.fetch(job_id, connection=services.redis)
             found.append(f"{job.func_name}{job.args}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the job vanished meanwhile
             found.append(job_id)
     return found
 
 
 def _job_running(services, func: str, arg: str) -> bool:
-    registry = StartedJobRegistry(queue=services.queue)
+    registry = StartedJobRegistry(queue=services.scheduler.queue)
     for job_id in registry.get_job_ids(cleanup=False):
         try:
             job = Job.fetch(job_id, connection=services.redis)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the job vanished meanwhile
             continue
         if job.func_name.endswith(func) and arg in job.args:
             return True
@@ -425,7 +438,7 @@ def test_payment_link_retried_after_a_stripe_error_once_the_workers_have_restart
         f"rq:scheduler-lock:<queue> lives 61 s, and the restarted `rq worker --with-scheduler` processes try it "
         f"once at start and then only at their 10-minute maintenance, so every Retry back-off and enqueue_in "
         f"timer waits up to 10 minutes. Texts and offers have sweeper fallbacks; payment links "
-        f"(dispatch/jobs.py payment_link, Retry intervals 2..300 s) have none.")
+        f"(dispatch/adapters/rq_scheduler.py payment_link, Retry intervals 2..300 s) have none.")
 
 
 def test_rescue_still_dispatched_when_redis_keys_are_deleted_mid_rescue(timeline, table):
@@ -454,7 +467,7 @@ def test_slow_geocoder_gets_the_map_lookup_is_slow_answer_and_a_200(timeline, se
     for a text the webhook deferred until the lock was free, the honest answer once the
     geocoder has recovered)."""
     g = timeline["geocoder"]
-    answered = [t for c, t in zip(g["codes"], g["times"]) if c == 200]
+    answered = [t for c, t in zip(g["codes"], g["times"], strict=False) if c == 200]
     slow_replies = sum("map lookup is slow" in body or "couldn't find that place" in body for body in g["replies"])
     lost, duplicated = tally(len(answered), slow_replies)
     table.record("Geocoder slower than GEOCODER_TIMEOUT_SECONDS",
@@ -503,7 +516,7 @@ def test_healthz_still_sees_the_workers_after_redis_keys_are_lost(phone, live_se
                  "being answered", times=1, expected=1, lost=0 if health else 1, duplicated=0,
                  counted="/healthz answering 200 with workers > 0")
     assert health, (f"APP BUG: /healthz answers {last.status_code} {last.json()} for good after the rq:* keys are "
-                    f"lost, although both workers are alive and still sending texts: dispatch/api.py healthz counts "
+                    f"lost, although both workers are alive and still sending texts: dispatch/http/api.py healthz counts "
                     f"workers with rq's Worker.count(), i.e. the rq:workers registration set, which workers only "
                     f"write when they start.")
 

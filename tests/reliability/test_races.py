@@ -5,7 +5,7 @@ import dataclasses
 import time
 import uuid
 
-from dispatch.services import Services
+from dispatch.bootstrap import Services
 from tests.e2e.test_dispatch import NEAR_UNION_SQ, online_driver
 from tests.reliability.support import at_once, clear_dispatch, reps, tally, texts_with
 
@@ -67,7 +67,7 @@ def test_concurrent_texts_from_one_number_are_each_applied_once(phone, live_serv
     exactly once, one at a time (the conversation version rises by exactly eight)."""
     rounds = reps(3)
     expected = lost = duplicated = 0
-    for i in range(rounds):
+    for _i in range(rounds):
         rider = phone()
         rider.ask("hi")  # now at "Where are you?"
         before = services.db.conversations.find_one({"_id": rider.number})

@@ -453,13 +453,13 @@ def test_every_text_applied_once_when_a_web_worker_is_sigkilled_mid_request(live
         # Twilio redelivers what lost its connection (same MessageSid).
         deliveries: list[tuple[str, dict[str, str], int | str]] = \
             [(h.number, h.params, h.status if h.status is not None else h.error) for h in held] + \
-            [(n, p, s) for n, p, s in zip(whole_numbers, whole_params, whole_status)]
+            [(n, p, s) for n, p, s in zip(whole_numbers, whole_params, whole_status, strict=False)]
         dropped_held += sum(1 for h in held if h.status != 200)
         assert any(h.status != 200 for h in held), \
             f"the kill hit no request in flight: {[(h.status, h.error) for h in held]}"
         odd = [s for _, _, s in deliveries if isinstance(s, int) and s != 200]
         assert not odd, f"APP BUG: webhooks answered {odd} around the worker kill (200 or a dropped connection due)"
-        for number, params, status in deliveries:
+        for _number, params, status in deliveries:
             if status == 200:
                 continue
             dropped += 1
@@ -490,7 +490,7 @@ def test_every_text_applied_once_when_a_web_worker_is_sigkilled_mid_request(live
         counts = {n: _replies(fake_twilio, n) for n in numbers}
         records = {p["MessageSid"]: services.db.messages.count_documents({"key": f"in:{p['MessageSid']}"})
                    for _, p, _ in deliveries}
-        for n, got in counts.items():
+        for _n, got in counts.items():
             miss, dup = tally(1, got)
             expected, lost, duplicated = expected + 1, lost + miss, duplicated + dup
         health = httpx.get(f"{live_service.url}/healthz", timeout=15)
@@ -510,6 +510,7 @@ def test_every_text_applied_once_when_a_web_worker_is_sigkilled_mid_request(live
     table.figure("Web worker killed",
                  f"{kills} kill(s): {dropped} of {20 * kills} webhooks lost their connection and were redelivered "
                  f"({dropped_held} held inside the killed worker, {dropped - dropped_held} posted whole at the "
-                 f"kill; {recorded_when_dropped} of them already recorded, the redelivery answered 200 without a second "
+                 f"kill; {recorded_when_dropped} of them already recorded, "
+                 f"the redelivery answered 200 without a second "
                  f"record); gunicorn had a new worker {max(replaced_in):.1f} s after the kill")
     assert not problems, "\n".join(problems)

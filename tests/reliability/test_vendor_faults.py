@@ -14,8 +14,17 @@ import httpx
 
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.test_dispatch import NEAR_UNION_SQ, book, online_driver, rescue
-from tests.reliability.support import (at_once, canary, clear_failures, quiesce, reps, sms_params, tally, texts_with,
-                                       wait_until)
+from tests.reliability.support import (
+    at_once,
+    canary,
+    clear_failures,
+    quiesce,
+    reps,
+    sms_params,
+    tally,
+    texts_with,
+    wait_until,
+)
 
 try:  # `slate` moved to tests/conftest.py; older trees define it next to the dispatch tests
     from tests.e2e.test_dispatch import slate  # noqa: F401

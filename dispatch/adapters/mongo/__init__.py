@@ -1,0 +1,73 @@
+"""MongoDB, through pymongo only: the system of record for everything that matters.
+
+The only package that talks to MongoDB (each store in a module of its own). The embedded
+`nx-27017` server has gaps the stores are shaped around, each checked against it: `$push`
+of a document stores it as a JSON string, `$setOnInsert` is ignored, a top-level datetime
+written by `$set` comes back as a string, and booleans come back as 1/0 (so they are read
+with `bool()`). So timelines and message logs are their own collections (one document per
+entry), no update relies on those operators, and every timestamp is stored as integer
+epoch milliseconds (`dispatch.model.clock`), which sorts, compares and round-trips the same
+on both servers.
+"""
+from __future__ import annotations
+
+import pymongo
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+from dispatch.config import Settings
+
+
+def connect(settings: Settings) -> Database:
+    if not settings.mongo_url:
+        raise RuntimeError("MONGO_URL is not set (python app.py starts an embedded server)")
+    client = pymongo.MongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000,
+                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr")
+    return client[settings.mongo_db]
+
+
+def ensure_indexes(db: Database) -> None:
+    """Idempotent; run by every process at start-up."""
+    db.conversations.create_index("role")
+    db.messages.create_index("key", unique=True)
+    db.messages.create_index("twilio_sid")
+    db.messages.create_index([("phone", ASCENDING), ("created_at", DESCENDING)])
+    db.messages.create_index([("rescue_id", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index("status")
+    db.messages.create_index([("phone", ASCENDING), ("processed", ASCENDING), ("seq", ASCENDING)])
+    db.messages.create_index([("processed", ASCENDING), ("seq", ASCENDING)])  # the inbound drain's look
+    db.riders.create_index("phone", unique=True)
+    db.drivers.create_index("phone", unique=True)
+    db.drivers.create_index("status")
+    db.rescues.create_index("request_key", unique=True)
+    db.rescues.create_index("code", unique=True)
+    db.rescues.create_index([("rider_phone", ASCENDING), ("status", ASCENDING)])
+    db.rescues.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    db.rescues.create_index("created_at")
+    db.events.create_index([("rescue_id", ASCENDING), ("at", ASCENDING)])
+    db.events.create_index([("handled", ASCENDING), ("at", ASCENDING)])
+    db.offers.create_index([("rescue_id", ASCENDING), ("status", ASCENDING)])
+    db.offers.create_index([("driver_id", ASCENDING), ("created_at", DESCENDING)])
+    db.offers.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
+    db.ledger.create_index("key", unique=True)
+    db.ledger.create_index([("rescue_id", ASCENDING), ("kind", ASCENDING)])
+    db.ledger.create_index("payment_intent")
+    db.stripe_events.create_index("rescue_id")
+
+
+def next_sequence(db: Database, name: str, start: int) -> int:
+    """A counter that never repeats, across processes (an atomic `$inc`)."""
+    doc = db.counters.find_one_and_update({"_id": name}, {"$inc": {"value": 1}}, upsert=True,
+                                          return_document=pymongo.ReturnDocument.AFTER)
+    return start + int(doc["value"])
+
+
+def ping(db: Database) -> bool:
+    return bool(db.command("ping").get("ok"))
+
+
+def conditions(**wanted) -> dict:
+    """A filter from keyword conditions, leaving out those that are ANY (see dispatch.ports)."""
+    from dispatch.ports import ANY
+
+    return {k: v for k, v in wanted.items() if v is not ANY}

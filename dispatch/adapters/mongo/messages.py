@@ -1,0 +1,129 @@
+"""Texts in and out in MongoDB (one `messages` collection), delivery receipts, opt-outs."""
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from dispatch.model import message as m
+from dispatch.model.clock import now_ms
+
+
+class MongoMessages:
+    def __init__(self, db: Database) -> None:
+        self.col = db.messages
+        self.receipts = db.receipts
+
+    # -- any direction ---------------------------------------------------------------------
+    def add(self, doc: dict[str, Any]) -> bool:
+        try:
+            self.col.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def by_key(self, key: str) -> dict[str, Any] | None:
+        return self.col.find_one({"key": key})
+
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        return self.col.find_one({"_id": message_id})
+
+    def for_rescue(self, rescue_id: str, rider_phone: str, since: int, limit: int) -> list[dict[str, Any]]:
+        """The rescue's texts, and the rider's from `since` (the conversation that led to it)."""
+        query = {"$or": [{"rescue_id": rescue_id}, {"phone": rider_phone, "created_at": {"$gte": since}}]}
+        return list(self.col.find(query).sort("created_at", 1).limit(limit))
+
+    def newest(self, limit: int) -> list[dict[str, Any]]:
+        return list(self.col.find().sort("created_at", -1).limit(limit))
+
+    def thread(self, phone: str, limit: int) -> list[dict[str, Any]]:
+        return list(self.col.find({"phone": phone}).sort("created_at", 1).limit(limit))
+
+    # -- outbound --------------------------------------------------------------------------
+    def unsent(self, limit: int) -> list[dict[str, Any]]:
+        docs = self.col.find({"direction": m.OUT, "status": m.PENDING, "attempts": 0}, {"phone": 1, "created_at": 1})
+        return list(docs.sort("created_at", 1).limit(limit))
+
+    def stale_pending(self, older_than: int, limit: int) -> list[str]:
+        docs = self.col.find({"direction": m.OUT, "status": m.PENDING, "updated_at": {"$lt": older_than}}, {"_id": 1})
+        return [d["_id"] for d in docs.limit(limit)]
+
+    def touch(self, message_id: str) -> None:
+        self.col.update_one({"_id": message_id}, {"$set": {"updated_at": now_ms()}})
+
+    def claim(self, message_id: str, at: int) -> bool:
+        claimed = self.col.find_one_and_update(
+            {"_id": message_id, "status": m.PENDING},
+            {"$set": {"status": m.SENDING, "status_rank": m.STATUS_RANK[m.SENDING], "claimed_at": at},
+             "$inc": {"attempts": 1}})
+        return claimed is not None
+
+    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
+        result = self.col.update_one({"_id": message_id, "status": expect},
+                                     {"$set": {"status": status, "status_rank": m.STATUS_RANK[status],
+                                               "updated_at": now_ms(), **fields}})
+        return result.modified_count == 1
+
+    def stuck_sending(self, claimed_before: int, limit: int) -> list[dict[str, Any]]:
+        return list(self.col.find({"direction": m.OUT, "status": m.SENDING,
+                                   "claimed_at": {"$lt": claimed_before}}).limit(limit))
+
+    def has_sid(self, twilio_sid: str) -> bool:
+        return self.col.find_one({"twilio_sid": twilio_sid}, {"_id": 1}) is not None
+
+    def keep_receipt(self, twilio_sid: str, fields: dict[str, Any]) -> None:
+        try:
+            self.receipts.update_one({"_id": twilio_sid, "status_rank": {"$lt": fields["status_rank"]}},
+                                     {"$set": {**fields, "updated_at": now_ms()}}, upsert=True)
+        except DuplicateKeyError:
+            pass  # a later status is already stored
+
+    def receipt(self, twilio_sid: str) -> dict[str, Any] | None:
+        return self.receipts.find_one({"_id": twilio_sid})
+
+    def advance(self, twilio_sid: str, fields: dict[str, Any]) -> bool:
+        result = self.col.update_one({"twilio_sid": twilio_sid, "status_rank": {"$lt": fields["status_rank"]}},
+                                     {"$set": {**fields, "updated_at": now_ms()}})
+        return result.modified_count == 1
+
+    # -- inbound ---------------------------------------------------------------------------
+    def unapplied_before(self, before: int) -> bool:
+        return self.col.find_one({"direction": m.IN, "channel": m.SMS, "processed": False,
+                                  "created_at": {"$lt": before}}, {"_id": 1}) is not None
+
+    def unapplied(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest inbound texts not yet applied, across numbers (id, phone, seq)."""
+        docs = self.col.find({"direction": m.IN, "channel": m.SMS, "processed": False}, {"phone": 1, "seq": 1})
+        return list(docs.sort("seq", 1).limit(limit))
+
+    def unapplied_from(self, phone: str) -> list[dict[str, Any]]:
+        docs = self.col.find({"phone": phone, "direction": m.IN, "channel": m.SMS, "processed": False})
+        return list(docs.sort([("seq", 1)]))
+
+    def inbound(self, message_id: str) -> dict[str, Any] | None:
+        return self.col.find_one({"_id": message_id, "direction": m.IN})
+
+    def mark_applied(self, message_id: str, status: str) -> None:
+        self.col.update_one({"_id": message_id},
+                            {"$set": {"processed": True, "status": status, "updated_at": now_ms()}})
+
+
+class MongoOptOuts:
+    """The opt-out registry every send path consults."""
+
+    def __init__(self, db: Database) -> None:
+        self.col = db.optouts
+
+    def is_opted_out(self, phone: str) -> bool:
+        return self.col.find_one({"_id": phone, "opted_out": True}) is not None
+
+    def _set(self, phone: str, opted_out: bool, source: str) -> None:
+        self.col.update_one({"_id": phone}, {"$set": {"opted_out": opted_out, "source": source, "at": now_ms()}},
+                            upsert=True)
+
+    def opt_out(self, phone: str, source: str) -> None:
+        self._set(phone, True, source)
+
+    def opt_in(self, phone: str, source: str) -> None:
+        self._set(phone, False, source)

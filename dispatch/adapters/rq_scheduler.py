@@ -1,0 +1,180 @@
+"""The Scheduler port on RQ: which job runs each kind of background work, on which queue.
+
+Every job may run twice (a worker killed mid-job is retried), so each body in
+`dispatch.worker` is idempotent: it re-reads the records and acts only if the work is
+still to be done.
+
+Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry,
+the outbox drain) before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or
+retried vendor calls never delay an offer or its expiry. Work that arrives in floods
+(inbound texts, texts out) is recorded in MongoDB and "kicks" a drain job that takes it in
+batches; dispatch triggers for one rescue coalesce into the one job already waiting.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry, Worker
+
+log = structlog.get_logger(__name__)
+
+SEND_RETRY_INTERVALS = [1, 3, 10, 30, 60]
+PAYMENT_RETRY_INTERVALS = [2, 5, 15, 60, 300]
+RESULT_TTL = 60  # results are only for a look at recent jobs; an hour cost Redis ~33 KB per conversation
+FAILURE_TTL = 7 * 24 * 3600
+# The job bodies, by dotted path (RQ imports them in the worker).
+SEND_TEXT = "dispatch.worker.send_text"
+DRAIN_OUTBOX = "dispatch.worker.send_pending"
+DISPATCH_RESCUE = "dispatch.worker.dispatch_rescue"
+EXPIRE_OFFER = "dispatch.worker.expire_offer"
+PAYMENT_LINK = "dispatch.worker.create_payment_link"
+DRAIN_INBOUND = "conversations.jobs.apply_pending"
+# Drained before the other queue: conversation steps, dispatch, expiry, and the outbox drain
+# (offers and replies are texts). The other queue holds payment links and per-text retries.
+URGENT = {DRAIN_INBOUND, DISPATCH_RESCUE, EXPIRE_OFFER, DRAIN_OUTBOX}
+# Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
+# at most one such job waits per argument. Without this a backlog fed on its own duplicates.
+COALESCED = {DISPATCH_RESCUE}
+PENDING_TTL_SECONDS = 30  # a lost job's mark blocks new ones at most this long
+KICK_PREFIX = "kick:"
+KICK_TTL_SECONDS = 15
+DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
+HEARTBEAT_KEY = "workers:heartbeat"
+HEARTBEAT_KEEP_SECONDS = 3600
+
+
+def urgent_queue_name(queue_name: str) -> str:
+    return f"{queue_name}-urgent"
+
+
+class RqScheduler:
+    """A Redis failure is logged, not raised: MongoDB still holds the state, and the sweeper
+    starts whatever was not started."""
+
+    def __init__(self, queue: Queue, urgent: Queue) -> None:
+        self.queue, self.urgent = queue, urgent
+
+    @property
+    def queues(self) -> list[Queue]:
+        """In the order workers take them."""
+        return [self.urgent, self.queue]
+
+    # -- the Scheduler port ------------------------------------------------------------------
+    def dispatch(self, rescue_id: str, delay: float = 0) -> None:
+        if delay:
+            self._later(delay, DISPATCH_RESCUE, rescue_id)
+        else:
+            self._now(DISPATCH_RESCUE, rescue_id)
+
+    def expire_offer(self, offer_id: str, after_seconds: float) -> None:
+        self._later(after_seconds, EXPIRE_OFFER, offer_id)
+
+    def payment_link(self, rescue_id: str) -> None:
+        self._now(PAYMENT_LINK, rescue_id, retry=Retry(max=len(PAYMENT_RETRY_INTERVALS),
+                                                        interval=PAYMENT_RETRY_INTERVALS))
+
+    def send_text(self, message_id: str, delay: float = 0) -> None:
+        """One text's own send job, with back-off retries: for a text that failed in a drain
+        or that the sweeper found stuck."""
+        retry = Retry(max=len(SEND_RETRY_INTERVALS), interval=SEND_RETRY_INTERVALS)
+        if delay:
+            self._later(delay, SEND_TEXT, message_id, retry=retry)
+        else:
+            self._now(SEND_TEXT, message_id, retry=retry)
+
+    def retry_send(self, message_id: str) -> None:
+        self.send_text(message_id, delay=SEND_RETRY_INTERVALS[0])
+
+    def kick_outbox(self) -> None:
+        self._kick(DRAIN_OUTBOX)
+
+    def kick_inbound(self) -> None:
+        self._kick(DRAIN_INBOUND)
+
+    # -- for the job bodies ------------------------------------------------------------------
+    def dispatch_starting(self, rescue_id: str) -> None:
+        """A coalesced job clears its mark before it reads any state, so a trigger that
+        arrives after this is queued anew and one before it is seen by this run."""
+        self.urgent.connection.delete(_pending_key(DISPATCH_RESCUE, rescue_id))
+
+    def drain(self, drain: str, take_batch: Callable[[], int]) -> str:
+        """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
+        hand over to a fresh drain job so other urgent work gets the worker in between. The
+        drain clears its kick before each look at its work (see `_kick`)."""
+        done = 0
+        for _ in range(DRAIN_ROUNDS):
+            self.urgent.connection.delete(_kick_key(drain, self.queue.name))
+            taken = take_batch()
+            done += taken
+            if not taken:
+                return f"drained:{done}"
+        self._kick(drain)
+        return f"continued:{done}"
+
+    # -- RQ ----------------------------------------------------------------------------------
+    def _now(self, path: str, arg: str, retry: Retry | None = None) -> None:
+        try:
+            if path in COALESCED and not self.urgent.connection.set(_pending_key(path, arg), "1", nx=True,
+                                                                   ex=PENDING_TTL_SECONDS):
+                return  # one is queued and has not started: it will see whatever asked for this one
+            self._queue(path).enqueue(path, arg, retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+        except RedisError as exc:
+            log.warning("enqueue_failed", job=path, error=type(exc).__name__)
+
+    def _later(self, seconds: float, path: str, arg: str, retry: Retry | None = None) -> None:
+        try:
+            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, arg, retry=retry,
+                                         result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+        except RedisError as exc:
+            log.warning("enqueue_failed", job=path, error=type(exc).__name__)
+
+    def _kick(self, drain: str) -> None:
+        """Queue a drain unless one is already queued and has not yet looked.
+
+        The drain deletes the kick key before each look at MongoDB, and work is stored
+        before it kicks, so work whose kick finds the key set is seen by that look: nothing
+        waits for the sweeper. The TTL bounds the damage if a drain job is lost.
+        """
+        key = _kick_key(drain, self.queue.name)
+        try:
+            if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
+                try:
+                    self.urgent.enqueue(drain, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+                except RedisError:
+                    self.urgent.connection.delete(key)
+                    raise
+        except RedisError as exc:
+            log.warning("enqueue_failed", job=drain, error=type(exc).__name__)
+
+    def _queue(self, path: str) -> Queue:
+        return self.urgent if path in URGENT else self.queue
+
+
+def _kick_key(drain: str, queue_name: str) -> str:
+    return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}"
+
+
+def _pending_key(path: str, arg: str) -> str:
+    return f"pending:{path.rsplit('.', 1)[-1]}:{arg}"
+
+
+class WorkerHeartbeats:
+    """Liveness for /healthz that survives Redis losing RQ's own worker keys: each worker's
+    sweeper thread beats every sweep."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def beat(self, worker_name: str) -> None:
+        now = time.time()
+        self.redis.zadd(HEARTBEAT_KEY, {worker_name: now})
+        self.redis.zremrangebyscore(HEARTBEAT_KEY, 0, now - HEARTBEAT_KEEP_SECONDS)
+
+    def alive(self, within_seconds: float) -> int:
+        beating = int(self.redis.zcount(HEARTBEAT_KEY, time.time() - within_seconds, "+inf"))
+        return max(beating, Worker.count(connection=self.redis))

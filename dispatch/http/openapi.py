@@ -1,0 +1,124 @@
+"""The admin API's OpenAPI description, served at /api/openapi.json.
+
+tests/dispatch/http/test_openapi.py checks it against the routes Flask actually serves."""
+from __future__ import annotations
+
+from typing import Any
+
+from dispatch.model.rescue import STATUSES
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, **(_json(schema) if schema else {})}
+
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+RESCUE = {"$ref": "#/components/schemas/Rescue"}
+DRIVER = {"$ref": "#/components/schemas/Driver"}
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
+FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missing or wrong token", ERROR)}
+MISSING = {"404": _ok("not found", ERROR)}
+CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
+POINT = {"type": "object", "properties": {"lat": {"type": "number"}, "lng": {"type": "number"},
+                                          "label": {"type": "string"}}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "SupportCarr dispatch admin API", "version": "1.0.0",
+             "description": "Bearer ADMIN_TOKEN, or the status page's session with X-CSRF-Token."},
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/drivers": {
+            "get": {"summary": "List drivers", "parameters": PAGE,
+                    "responses": {"200": _ok("drivers", {"type": "object", "properties": {
+                        "drivers": {"type": "array", "items": DRIVER}}}), **FAIL}},
+            "post": {"summary": "Register a driver",
+                     "requestBody": {"required": True, **_json({
+                         "type": "object", "required": ["phone", "name", "vehicle"],
+                         "properties": {"phone": {"type": "string"}, "name": {"type": "string"},
+                                        "vehicle": {"type": "string"}}})},
+                     "responses": {"201": _ok("the driver, phone in E.164", DRIVER), **FAIL,
+                                   "409": _ok("phone already registered", ERROR)}}},
+        "/api/drivers/{id}": {
+            "parameters": [ID],
+            "get": {"summary": "One driver", "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}},
+            "patch": {"summary": "Update name, vehicle, active, location",
+                      "requestBody": {"required": True, **_json({"type": "object", "properties": {
+                          "name": {"type": "string"}, "vehicle": {"type": "string"}, "active": {"type": "boolean"},
+                          "location": POINT}, "additionalProperties": False})},
+                      "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}}},
+        "/api/rescues": {
+            "get": {"summary": "Rescues, newest first",
+                    "parameters": [{"name": "status", "in": "query",
+                                    "schema": {"type": "string", "enum": list(STATUSES)}}, *PAGE],
+                    "responses": {"200": _ok("rescues", {"type": "object", "properties": {
+                        "rescues": {"type": "array", "items": RESCUE}}}), **FAIL}}},
+        "/api/rescues/{id}": {
+            "parameters": [ID],
+            "get": {"summary": "One rescue with its timeline and messages",
+                    "responses": {"200": _ok("rescue", RESCUE), **FAIL, **MISSING}}},
+        "/api/rescues/{id}/assign": {
+            "parameters": [ID],
+            "post": {"summary": "Assign (or reassign) a driver",
+                     "requestBody": {"required": True, **_json({"type": "object", "required": ["driver_id"],
+                                                                "properties": {"driver_id": {"type": "string"}}})},
+                     "responses": {"200": _ok("rescue", RESCUE), **FAIL, **MISSING, **CONFLICT}}},
+        "/api/rescues/{id}/cancel": {
+            "parameters": [ID],
+            "post": {"summary": "Cancel; repeating it is a no-op",
+                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
+                         "reason": {"type": "string", "maxLength": 200}}})},
+                     "responses": {"200": _ok("rescue", RESCUE), **FAIL, **MISSING, **CONFLICT}}},
+        "/api/rescues/{id}/refund": {
+            "parameters": [ID, {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+            "post": {"summary": "Refund a paid rescue, fully or partly",
+                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
+                         "amount_cents": {"type": "integer", "minimum": 1}}})},
+                     "responses": {"201": _ok("the refund entry"), **FAIL, **MISSING, **CONFLICT,
+                                   "503": _ok("Stripe did not answer; retry with the same key", ERROR)}}},
+        "/api/rescues/{id}/payment-link": {
+            "parameters": [ID],
+            "post": {"summary": "Text the rider a fresh payment link",
+                     "responses": {"202": _ok("queued"), **FAIL, **CONFLICT}}},
+        "/api/rescues/{id}/payments": {
+            "parameters": [ID],
+            "get": {"summary": "The rescue's payment ledger", "responses": {"200": _ok("ledger"), **FAIL, **MISSING}}},
+        "/api/rescues/{id}/message": {
+            "parameters": [ID],
+            "post": {"summary": "Text the rider or driver from the rescue number",
+                     "requestBody": {"required": True, **_json({
+                         "type": "object", "required": ["to", "body"],
+                         "properties": {"to": {"type": "string", "enum": ["rider", "driver"]},
+                                        "body": {"type": "string", "maxLength": 600}}})},
+                     "responses": {"201": _ok("the message"), **FAIL, **MISSING, **CONFLICT}}},
+        "/api/stats": {"get": {"summary": "Counts by status, today's medians, drivers online",
+                               "responses": {"200": _ok("stats"), **FAIL}}},
+        "/api/board": {"get": {"summary": "Everything the status page shows",
+                               "responses": {"200": _ok("board"), **FAIL}}},
+        "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}},
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
+                                                                             "field": {"type": "string"}}},
+            "Driver": {"type": "object", "required": ["id", "phone", "name", "vehicle", "status"], "properties": {
+                "id": {"type": "string"}, "phone": {"type": "string"}, "name": {"type": "string"},
+                "vehicle": {"type": "string"}, "status": {"type": "string"}, "active": {"type": "boolean"},
+                "location": {"nullable": True, **POINT}, "location_updated_at": {"type": "string", "nullable": True},
+                "rating": {"type": "number", "nullable": True}}},
+            "Rescue": {"type": "object", "required": ["id", "code", "status", "rider_phone", "pickup"], "properties": {
+                "id": {"type": "string"}, "code": {"type": "string"}, "status": {"type": "string"},
+                "rider_phone": {"type": "string"}, "pickup": POINT, "dropoff": {"nullable": True, **POINT},
+                "problem": {"type": "string"}, "driver_id": {"type": "string", "nullable": True},
+                "quote_cents": {"type": "integer"}, "payment_status": {"type": "string"},
+                "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
+        },
+    },
+}

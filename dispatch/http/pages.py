@@ -1,0 +1,88 @@
+"""The dispatcher's pages: login, the live status page, the sandbox phone simulator and outbox.
+
+Pages carry no data of their own: they fetch the admin JSON API with the session cookie
+and a CSRF token, so every action from a page goes through the same rules as the API.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+
+from dispatch.http import services
+from dispatch.http.auth import TooManyWrongTokens, csrf_ok, csrf_token, logged_in, start_session, token_ok
+from dispatch.model.clock import iso
+from dispatch.model.phones import sender_key
+
+bp = Blueprint("web", __name__)
+
+THREAD_MESSAGES = 200
+OUTBOX_ROWS = 100
+
+
+@bp.get("/login")
+def login_page():
+    return render_template("login.html", csrf=csrf_token(), error=None)
+
+
+@bp.post("/login")
+def login():
+    if not csrf_ok():
+        abort(400)
+    try:
+        ok = token_ok(request.form.get("token", "") or " ")
+    except TooManyWrongTokens:
+        return render_template("login.html", csrf=csrf_token(), error="Too many attempts; wait a minute."), 429
+    if not ok:
+        return render_template("login.html", csrf=csrf_token(), error="That token is not right."), 401
+    start_session()
+    return redirect(url_for("web.status_page"))
+
+
+@bp.post("/logout")
+def logout():
+    if csrf_ok():
+        session.clear()
+    return redirect(url_for("web.login_page"))
+
+
+@bp.get("/")
+def status_page():
+    if not logged_in():
+        return redirect(url_for("web.login_page"))
+    s = services().settings
+    return render_template("status.html", csrf=csrf_token(), area=s.service_area, sandbox=s.sandbox)
+
+
+@bp.get("/simulator")
+def simulator_page():
+    if not services().settings.sandbox:
+        abort(404)
+    if not logged_in():
+        return redirect(url_for("web.login_page"))
+    return render_template("simulator.html", csrf=csrf_token())
+
+
+@bp.get("/simulator/messages")
+def simulator_messages():
+    """The simulated phone's thread: what it sent and what the service sent it."""
+    svc = services()
+    if not svc.settings.sandbox:
+        abort(404)
+    if not logged_in():
+        abort(401)
+    phone = sender_key(request.args.get("phone", ""), svc.settings.default_region)
+    docs = svc.messages.thread(phone, THREAD_MESSAGES) if phone else []
+    return jsonify({"messages": [{"direction": m["direction"], "body": m["body"], "status": m["status"],
+                                  "at": iso(m["created_at"])} for m in docs]})
+
+
+@bp.get("/sandbox/outbox")
+def sandbox_outbox():
+    svc = services()
+    if not svc.settings.sandbox:
+        abort(404)
+    try:
+        if not token_ok(request.args.get("token", "")):
+            abort(401)
+    except TooManyWrongTokens:
+        abort(429)
+    return render_template("sandbox_outbox.html", messages=svc.messages.newest(OUTBOX_ROWS))

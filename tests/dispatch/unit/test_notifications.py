@@ -1,0 +1,57 @@
+"""Who hears what (dispatch/notifications.py) over in-memory fakes: one text per event and
+recipient however often a handler runs, and nothing misleading after the fact."""
+from __future__ import annotations
+
+from dispatch.model import events as ev
+from dispatch.model import offer as of
+from tests.dispatch.unit.conftest import add_driver, add_rescue, texts_to
+
+
+def test_a_handler_run_again_texts_nobody_twice(c):
+    driver = add_driver(c)
+    rescue = add_rescue(c)
+    c.dispatcher.dispatch(rescue.id)
+    [offer] = c.offers.for_rescue(rescue.id)
+    event = ev.OfferMade(rescue_id=rescue.id, by="dispatcher", offer_id=offer.id, driver_id=driver.id,
+                         distance_km=0.0)
+    c.notifier.offer_made(event)
+    c.notifier.offer_made(event)
+    # The dispatch's own offer_made texted once; this event once more, however often it runs.
+    assert texts_to(c, driver.phone) == ["driver_offer", "driver_offer"]
+
+
+def test_an_offer_text_redelivered_after_the_offer_closed_is_not_sent(c):
+    driver = add_driver(c)
+    rescue = add_rescue(c)
+    c.dispatcher.dispatch(rescue.id)
+    [offer] = c.offers.for_rescue(rescue.id)
+    c.offers.move(offer.id, None, status=of.EXPIRED)
+    late = ev.OfferMade(rescue_id=rescue.id, by="dispatcher", offer_id=offer.id, driver_id=driver.id,
+                        distance_km=0.0, redelivered=True)
+    c.notifier.offer_made(late)
+    assert texts_to(c, driver.phone) == ["driver_offer"], "only the original offer text"
+
+
+def test_the_sweeper_redelivers_an_event_whose_handler_failed(c):
+    rescue = add_rescue(c)
+    calls = []
+
+    def flaky(event):
+        calls.append(event.redelivered)
+        if len(calls) == 1:
+            raise RuntimeError("a store hiccup")
+
+    c.bus.handlers = {**c.bus.handlers, ev.StillSearching: [flaky]}
+    c.bus.publish(ev.StillSearching(rescue_id=rescue.id, by="test", minutes=3, at=0))
+    assert c.bus.redeliver(older_than_ms=10) == 1
+    assert calls == [False, True]
+    assert c.bus.redeliver(older_than_ms=10) == 0
+
+
+def test_an_assignment_by_a_dispatcher_sends_the_driver_the_job(c):
+    driver = add_driver(c)
+    rescue = add_rescue(c)
+    c.dispatcher.assign(rescue.id, driver.id)
+    assert texts_to(c, driver.phone) == ["job_details"]
+    [assigned] = [m for m in c.messages.to(rescue.rider_phone)]
+    assert driver.name.split()[0] in assigned["body"] and rescue.code in assigned["body"]
