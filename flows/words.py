@@ -1,12 +1,50 @@
-"""What people type, reduced to what they mean: trimmed, case-folded, common variants."""
+"""What people type, reduced to what they mean: the one module the flows read words through.
+
+The exact keyword sets below are the service's commands as the flows always matched them;
+the understanding of free text lives beside this module (answers, intents, problems, trips,
+commands) and is gathered here so that callers need `from flows import words` only.
+"""
 from __future__ import annotations
 
 import re
-import unicodedata
 
-YES = frozenset({"y", "yes", "yeah", "yea", "ya", "yep", "yup", "ok", "okay", "k", "sure", "confirm",
-                 "yes please", "do it", "book it", "si", "sí"})
-NO = frozenset({"n", "no", "nope", "nah", "no thanks", "not now", "dont", "don't"})
+from flows.answers import Answer, Reaction, answer, reaction
+from flows.commands import DriverWord, driver_command
+from flows.intents import Intent, correction, intent, looks_automated, not_understandable
+from flows.problems import classify_problem
+from flows.text import clean, normalise
+from flows.trips import Trip, split_trip
+
+__all__ = [
+    "CANCEL_RESCUE",
+    "HELP",
+    "OPT_IN",
+    "OPT_OUT",
+    "PROBLEM_MENU",
+    "SKIP",
+    "STATUS",
+    "Answer",
+    "DriverWord",
+    "Intent",
+    "Reaction",
+    "Trip",
+    "answer",
+    "classify_problem",
+    "clean",
+    "correction",
+    "driver_command",
+    "intent",
+    "is_no",
+    "is_yes",
+    "looks_automated",
+    "menu_choice",
+    "normalise",
+    "not_understandable",
+    "rating",
+    "reaction",
+    "split_trip",
+]
+
 OPT_OUT = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 OPT_IN = frozenset({"start", "unstop"})
 HELP = frozenset({"help", "info"})
@@ -15,48 +53,16 @@ STATUS = frozenset({"status", "where", "eta", "update"})
 SKIP = frozenset({"skip", "none", "no dropoff", "not sure", "dunno", "later"})
 
 PROBLEM_MENU = {"1": "flat_tire", "2": "dead_battery", "3": "mechanical", "4": "crash", "5": "other"}
-# Crash first: safety outranks everything else a message also mentions.
-PROBLEM_KEYWORDS = (
-    ("crash", ("crash", "crashed", "accident", "collision", "hit by", "got hit", "fell", "injured",
-               "hurt", "bleeding", "car hit")),
-    ("flat_tire", ("flat", "puncture", "punctured", "tire", "tyre", "popped", "blowout")),
-    ("dead_battery", ("battery", "dead", "died", "no power", "won't turn on", "wont turn on",
-                      "not charging", "out of charge", "charge")),
-    ("mechanical", ("chain", "brake", "brakes", "motor", "pedal", "gear", "gears", "wheel", "spoke",
-                    "broke", "broken", "mechanical", "throttle", "controller", "handlebar")),
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def clean(text: str | None) -> str:
-    """Text as stored and parsed: NFC, no control characters, bounded length."""
-    text = unicodedata.normalize("NFC", text or "")
-    return _CONTROL.sub(" ", text).strip()[:1600]
-
-
-def normalise(text: str | None) -> str:
-    """For keyword matching: lower case, straight apostrophes (phones type curly ones),
-    commas and the like as spaces, single spaces, no surrounding punctuation."""
-    text = clean(text).lower().replace("\u2019", "'").replace("\u2018", "'")
-    text = re.sub(r"[,!?;:]+", " ", text)
-    return " ".join(text.split()).strip(" .'\"")
 
 
 def is_yes(text: str) -> bool:
-    return normalise(text) in YES
+    """Yes in any of the ways people say it: "yeah send someone", 👍, `Liked “…”`, "dale"."""
+    return answer(text) == "yes"
 
 
 def is_no(text: str) -> bool:
-    return normalise(text) in NO
-
-
-def classify_problem(text: str) -> str | None:
-    """A problem code from keywords anywhere in the text, or None when nothing is said."""
-    padded = f" {normalise(text)} "
-    for code, keywords in PROBLEM_KEYWORDS:
-        if any(re.search(rf"(?<![a-z]){re.escape(k)}(?![a-z])", padded) for k in keywords):
-            return code
-    return None
+    """No in any of the ways people say it: "nah", 👎, `Disliked “…”`, "no gracias"."""
+    return answer(text) == "no"
 
 
 def menu_choice(text: str, size: int) -> int | None:
@@ -67,7 +73,8 @@ def menu_choice(text: str, size: int) -> int | None:
     return None
 
 
-_RATING = re.compile(r"^(\d{1,3})(?:\s*(?:/\s*5|stars?|out of 5))?(?![\d.])[\s,.:;!-]*(.*)$", re.S | re.I)
+_RATING = re.compile(r"^(\d{1,3})(?:\s*(?:/\s*5|stars?|out of 5))?(?![\d.])[\s,.:;!-]*(.*)$",
+                     re.DOTALL | re.IGNORECASE)
 
 
 def rating(text: str) -> tuple[int, str] | None:
