@@ -77,6 +77,10 @@ def crossings(a: list[Coord], b: list[Coord]) -> list[tuple[Coord, float]]:
     return found
 
 
+def _number(anchor: dict) -> int:
+    return anchor["street"]
+
+
 def numbered_streets(description: dict) -> list[dict]:
     """Street n's line, interpolated point by point between the anchor streets around n."""
     spec = description["numbered_streets"]
@@ -85,8 +89,8 @@ def numbered_streets(description: dict) -> list[dict]:
         anchors = sorted(section["anchors"], key=lambda a: a["street"])
         low, high = section["streets"]
         for n in range(low, high + 1):
-            below = max((a for a in anchors if a["street"] <= n), key=lambda a: a["street"], default=anchors[0])
-            above = min((a for a in anchors if a["street"] >= n), key=lambda a: a["street"], default=anchors[-1])
+            below = max((a for a in anchors if a["street"] <= n), key=_number, default=anchors[0])
+            above = min((a for a in anchors if a["street"] >= n), key=_number, default=anchors[-1])
             span = above["street"] - below["street"]
             t = (n - below["street"]) / span if span else 0.0
             line = [[b[0] + t * (c[0] - b[0]), b[1] + t * (c[1] - b[1])]
@@ -132,7 +136,8 @@ def build(description: dict) -> dict:
             kept.append(point)
             b_name = b["name"]
             if b["kind"] == "numbered":
-                along = min(crossings(lines[b["key"]], lines[a["key"]]), key=lambda c: math.dist(c[0], point))[1]
+                here = crossings(lines[b["key"]], lines[a["key"]])
+                along = min(here, key=lambda c: math.dist(c[0], point))[1]
                 b_name = f"{side(b, along)} {b_name}"
             lat, lng = to_latlng(point)
             found.append([a["key"], b["key"], lat, lng, f"{a['name']} & {b_name}"])
