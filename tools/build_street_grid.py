@@ -94,7 +94,7 @@ def numbered_streets(description: dict) -> list[dict]:
             span = above["street"] - below["street"]
             t = (n - below["street"]) / span if span else 0.0
             line = [[b[0] + t * (c[0] - b[0]), b[1] + t * (c[1] - b[1])]
-                    for b, c in zip(below["line"], above["line"])]
+                    for b, c in zip(below["line"], above["line"], strict=True)]
             streets.append({"key": f"{NUMBERED_PREFIX}{n}", "name": spec["name"].format(ordinal=ordinal(n)),
                             "kind": "numbered", "number": n,
                             "aliases": spec["aliases"].get(str(n), []), "line": line})
