@@ -33,6 +33,8 @@ END_EXTENSION_M = 40.0
 SAME_CROSSING_M = 60.0
 # The E/W divider is lengthened this far so that every numbered street, even one beyond its ends, gets a side.
 DIVIDER_EXTENSION_M = 20_000.0
+# A crossing this close to the divider's centre line is on it, and named West (as "5th Ave & W 23rd St").
+ON_DIVIDER_M = 1.0
 NUMBERED_PREFIX = "#"
 
 Coord = tuple[float, float]  # metres east, metres north
@@ -59,10 +61,15 @@ def extended(line: list[Coord], metres: float) -> list[Coord]:
         [push(line[1], line[0]), push(line[0], line[1])]
 
 
-def crossings(a: list[Coord], b: list[Coord]) -> list[tuple[Coord, float]]:
-    """Every point where polyline a crosses polyline b, with its distance along a."""
+def _distance_to_segment(p: Coord, a: Coord, b: Coord) -> float:
+    length2 = (b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2 or 1.0
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * (b[0] - a[0]) + (p[1] - a[1]) * (b[1] - a[1])) / length2))
+    return math.dist(p, (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])))
+
+
+def crossings(a: list[Coord], b: list[Coord]) -> list[Coord]:
+    """Every point where polyline a crosses polyline b."""
     found = []
-    along = 0.0
     for p, q in pairwise(a):
         for r, s in pairwise(b):
             d = (q[0] - p[0]) * (s[1] - r[1]) - (q[1] - p[1]) * (s[0] - r[0])
@@ -71,9 +78,7 @@ def crossings(a: list[Coord], b: list[Coord]) -> list[tuple[Coord, float]]:
             t = ((r[0] - p[0]) * (s[1] - r[1]) - (r[1] - p[1]) * (s[0] - r[0])) / d
             u = ((r[0] - p[0]) * (q[1] - p[1]) - (r[1] - p[1]) * (q[0] - p[0])) / d
             if 0 <= t <= 1 and 0 <= u <= 1:
-                point = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
-                found.append((point, along + t * math.dist(p, q)))
-        along += math.dist(p, q)
+                found.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
     return found
 
 
@@ -117,9 +122,11 @@ def build(description: dict) -> dict:
     divider = extended(lines[divider_name], DIVIDER_EXTENSION_M)
     sides = description["divider"]
 
-    def side(street: dict, along: float) -> str:
-        cut = crossings(lines[street["key"]], divider)
-        return sides["west"] if not cut or along <= cut[0][1] + 1.0 else sides["east"]
+    def side(point: Coord) -> str:
+        """West or East of the divider: the sign of the cross product with its nearest segment."""
+        a, b = min(pairwise(divider), key=lambda seg: _distance_to_segment(point, *seg))
+        cross = (b[0] - a[0]) * (point[1] - a[1]) - (b[1] - a[1]) * (point[0] - a[0])
+        return sides["west"] if cross >= -math.dist(a, b) * ON_DIVIDER_M else sides["east"]
 
     found = []
     for a, b in combinations(named + numbered, 2):
@@ -130,15 +137,13 @@ def build(description: dict) -> dict:
         if not (_crosses_in_range(b, a) and _crosses_in_range(a, b)):
             continue
         kept: list[Coord] = []
-        for point, _ in crossings(lines[a["key"]], lines[b["key"]]):
+        for point in crossings(lines[a["key"]], lines[b["key"]]):
             if any(math.dist(point, k) < SAME_CROSSING_M for k in kept):
                 continue
             kept.append(point)
             b_name = b["name"]
             if b["kind"] == "numbered":
-                here = crossings(lines[b["key"]], lines[a["key"]])
-                along = min(here, key=lambda c: math.dist(c[0], point))[1]
-                b_name = f"{side(b, along)} {b_name}"
+                b_name = f"{side(point)} {b_name}"
             lat, lng = to_latlng(point)
             found.append([a["key"], b["key"], lat, lng, f"{a['name']} & {b_name}"])
     found.sort(key=lambda row: (row[0], row[1], row[2], row[3]))

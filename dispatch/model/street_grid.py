@@ -41,6 +41,11 @@ FILLERS = frozenset({"the", "of", "corner", "esquina", "la", "el", "de", "del", 
                      "am", "en", "estoy", "cerca", "around", "by", "right", "just", "off", "is", "its", "s",
                      "we", "are", "here", "located", "location", "esta", "stuck", "me", "my", "bike"})
 TYPE_WORDS = STREET_WORDS | AVENUE_WORDS | {"blvd"}
+# Words that make a street's name part of a place's: "madison square", "columbus circle", "bryant park".
+PLACE_WORDS = frozenset({"park", "square", "sq", "garden", "circle", "hall", "station", "center", "centre",
+                         "plaza", "museum", "bridge", "tunnel", "market", "terminal", "hotel", "building",
+                         "tower", "church", "hospital", "college", "university", "school", "heights", "hill", "island",
+                         "pier", "library", "theater", "theatre", "zoo", "meadow", "river"})
 KNOWN_WORDS = STREET_WORDS | AVENUE_WORDS | CONNECTORS | BETWEEN_WORDS | FILLERS | set(DIRECTIONS)
 
 ORDINAL_WORDS = {
@@ -166,8 +171,7 @@ class StreetGrid:
                 i = mention.end
             else:
                 i += 1
-        taken = {j for m in found for j in range(m.start, m.end)}
-        return [m for m in found if not m.single_word or _plausible(tokens, m, taken)]
+        return [m for m in found if not m.single_word or _plausible(tokens, m)]
 
     def _named_at(self, tokens: list[str], i: int) -> _Mention | None:
         for size in range(min(MAX_NAME_WORDS, len(tokens) - i), 0, -1):
@@ -218,7 +222,7 @@ class StreetGrid:
 
     def _crossing(self, tokens: list[str], mentions: list[_Mention]) -> list[Point]:
         for a, b in pairwise(mentions):
-            if _joined(tokens, a, b):
+            if _joined(tokens, a, b) and not _menu_numbers(a, b):
                 points = self._meet(a, b)
                 if points:
                     return points
@@ -354,6 +358,12 @@ def _numbered_at(tokens: list[str], i: int) -> _Mention | None:
     return _Mention(i, end, number=number, kind=kind, side=side, bare=bare)
 
 
+def _menu_numbers(a: _Mention, b: _Mention) -> bool:
+    """ "2, 3" or "1 and 4" are answers to a numbered question, not 2nd Ave & 3rd St: bare numbers only
+    name a crossing when one of them can only be a street ("23 & 5")."""
+    return a.bare and b.bare and max(a.number, b.number) <= HIGHEST_AVENUE_NUMBER
+
+
 def _joined(tokens: list[str], a: _Mention, b: _Mention) -> bool:
     """Two mentions name one crossing when only joining words ("and", "y", "con", "n") stand between."""
     gap = tokens[a.end:b.start]
@@ -361,10 +371,12 @@ def _joined(tokens: list[str], a: _Mention, b: _Mention) -> bool:
         not any(w in BETWEEN_WORDS for w in gap)
 
 
-def _plausible(tokens: list[str], mention: _Mention, taken: set[int]) -> bool:
-    """A one-word name next to a word we do not know is part of something else: the "park" of
-    "bryant park", the "madison" of "madison square garden"."""
-    for j in (mention.start - 1, mention.end):
-        if 0 <= j < len(tokens) and j not in taken and tokens[j].isalpha() and tokens[j] not in KNOWN_WORDS:
-            return False
-    return True
+def _plausible(tokens: list[str], mention: _Mention) -> bool:
+    """A one-word name before a place word, or a place word after an unknown one, names a place, not a
+    street: the "madison" of "madison square garden", the "park" of "bryant park"."""
+    word = tokens[mention.start]
+    after = tokens[mention.end] if mention.end < len(tokens) else ""
+    before = tokens[mention.start - 1] if mention.start > 0 else ""
+    if after in PLACE_WORDS:
+        return False
+    return not (word in PLACE_WORDS and before.isalpha() and before not in KNOWN_WORDS)
