@@ -44,8 +44,8 @@ TYPE_WORDS = STREET_WORDS | AVENUE_WORDS | {"blvd"}
 # Words that make a street's name part of a place's: "madison square", "columbus circle", "bryant park".
 PLACE_WORDS = frozenset({"park", "square", "sq", "garden", "circle", "hall", "station", "center", "centre",
                          "plaza", "museum", "bridge", "tunnel", "market", "terminal", "hotel", "building",
-                         "tower", "church", "hospital", "college", "university", "school", "heights", "hill", "island",
-                         "pier", "library", "theater", "theatre", "zoo", "meadow", "river"})
+                         "tower", "church", "hospital", "college", "university", "school", "heights", "hill",
+                         "island", "pier", "library", "theater", "theatre", "zoo", "meadow", "river"})
 KNOWN_WORDS = STREET_WORDS | AVENUE_WORDS | CONNECTORS | BETWEEN_WORDS | FILLERS | set(DIRECTIONS)
 
 ORDINAL_WORDS = {

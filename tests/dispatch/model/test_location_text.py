@@ -16,6 +16,14 @@ SF_DMS = (37.779306, -122.419306, "37.77931,-122.41931")
 ESB = (40.7484, -73.9857, "40.74840,-73.98570")
 NEAR_MANHATTAN = (40.78, -73.97)
 TOLERANCE_DEG = 1e-5
+# Copied from the apps' share sheets: the pin's own position (!3d/!4d) differs from the map's centre (@).
+GOOGLE_PLACE = ("https://www.google.com/maps/place/Empire+State+Building/@40.7484405,-73.9878531,17z/"
+                "data=!3m1!4b1!4m6!3m5!1s0x89c259a9b3117469:0xd134e199a405a163!8m2!3d40.7484405"
+                "!4d-73.9856644!16zL20vMDJuZDg")
+APPLE_PLACE = ("https://maps.apple.com/?address=350%205th%20Ave,%20New%20York,%20NY%2010118"
+               "&ll=40.748440,-73.985664&q=Empire%20State%20Building")
+DROPPED_PIN = ("Dropped Pin\nNear 350 5th Ave, New York, NY 10118\n"
+               "https://maps.apple.com/?ll=40.748440,-73.985664&q=Dropped%20Pin&t=m")
 
 CASES = [
     # coordinates, every notation riders use
@@ -54,9 +62,7 @@ CASES = [
     ("my location: 40.74840, -73.98570 (accuracy 12 m)", *ESB),
     ("+40.7484, -73.9857", *ESB),
     # Google Maps
-    ("https://www.google.com/maps/place/Empire+State+Building/@40.7484405,-73.9878531,17z/data=!3m1!4b1"
-     "!4m6!3m5!1s0x89c259a9b3117469:0xd134e199a405a163!8m2!3d40.7484405!4d-73.9856644!16zL20vMDJuZDg",
-     40.7484405, -73.9856644, "Empire State Building"),
+    (GOOGLE_PLACE, 40.7484405, -73.9856644, "Empire State Building"),
     ("https://www.google.com/maps/place/Joe's+Pizza/@40.7305,-74.0021,17z", 40.7305, -74.0021, "Joe's Pizza"),
     ("https://www.google.com/maps/place/Caf%C3%A9+Lalo/@40.7838,-73.9786,15z",
      40.7838, -73.9786, "Café Lalo"),
@@ -77,12 +83,10 @@ CASES = [
     # Apple Maps
     ("https://maps.apple.com/?ll=40.7484,-73.9857", *ESB),
     ("https://maps.apple.com/?q=40.7484,-73.9857", *ESB),
-    ("https://maps.apple.com/?address=350%205th%20Ave,%20New%20York,%20NY%2010118&ll=40.748440,-73.985664"
-     "&q=Empire%20State%20Building", 40.74844, -73.985664, "Empire State Building"),
+    (APPLE_PLACE, 40.74844, -73.985664, "Empire State Building"),
     ("https://maps.apple.com/?address=350%205th%20Ave,%20New%20York&ll=40.748440,-73.985664",
      40.74844, -73.985664, "350 5th Ave, New York"),
-    ("Dropped Pin\nNear 350 5th Ave, New York, NY 10118\nhttps://maps.apple.com/?ll=40.748440,-73.985664"
-     "&q=Dropped%20Pin&t=m", 40.74844, -73.985664, "Near 350 5th Ave, New York, NY 10118"),
+    (DROPPED_PIN, 40.74844, -73.985664, "Near 350 5th Ave, New York, NY 10118"),
     ("Dropped Pin\nhttps://maps.apple.com/?ll=40.748440,-73.985664&q=Dropped%20Pin&t=m",
      40.74844, -73.985664, "40.74844,-73.98566"),
     ("https://maps.apple.com/place?coordinate=40.7484,-73.9857&name=Empire%20State%20Building",
