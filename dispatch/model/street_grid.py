@@ -41,11 +41,9 @@ FILLERS = frozenset({"the", "of", "corner", "esquina", "la", "el", "de", "del", 
                      "am", "en", "estoy", "cerca", "around", "by", "right", "just", "off", "is", "its", "s",
                      "we", "are", "here", "located", "location", "esta", "stuck", "me", "my", "bike"})
 TYPE_WORDS = STREET_WORDS | AVENUE_WORDS | {"blvd"}
-# Words that make a street's name part of a place's: "madison square", "columbus circle", "bryant park".
-PLACE_WORDS = frozenset({"park", "square", "sq", "garden", "circle", "hall", "station", "center", "centre",
-                         "plaza", "museum", "bridge", "tunnel", "market", "terminal", "hotel", "building",
-                         "tower", "church", "hospital", "college", "university", "school", "heights", "hill",
-                         "island", "pier", "library", "theater", "theatre", "zoo", "meadow", "river"})
+# One-word street names that also end the names of places: after another word ("bryant park",
+# "riverside park") they are the place, not Park Ave.
+PLACE_ENDINGS = frozenset({"park"})
 KNOWN_WORDS = STREET_WORDS | AVENUE_WORDS | CONNECTORS | BETWEEN_WORDS | FILLERS | set(DIRECTIONS)
 
 ORDINAL_WORDS = {
@@ -372,11 +370,8 @@ def _joined(tokens: list[str], a: _Mention, b: _Mention) -> bool:
 
 
 def _plausible(tokens: list[str], mention: _Mention) -> bool:
-    """A one-word name before a place word, or a place word after an unknown one, names a place, not a
-    street: the "madison" of "madison square garden", the "park" of "bryant park"."""
-    word = tokens[mention.start]
-    after = tokens[mention.end] if mention.end < len(tokens) else ""
+    """A place word after a word we do not know names a place, not a street: the "park" of "bryant park"
+    is not Park Ave. (A name followed by an unknown word, "madison square", is never joined to a cross
+    street anyway: see `_joined`.)"""
     before = tokens[mention.start - 1] if mention.start > 0 else ""
-    if after in PLACE_WORDS:
-        return False
-    return not (word in PLACE_WORDS and before.isalpha() and before not in KNOWN_WORDS)
+    return not (tokens[mention.start] in PLACE_ENDINGS and before.isalpha() and before not in KNOWN_WORDS)
