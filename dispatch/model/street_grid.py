@@ -97,7 +97,6 @@ class _Mention:
 
 @dataclass
 class _Street:
-    key: str
     name: str
     kind: str
     number: int | None = None
@@ -108,8 +107,8 @@ class StreetGrid:
     """Every crossing of the demo city's streets, found from the way people name them."""
 
     def __init__(self, data: dict) -> None:
-        self._streets = {s["key"]: _Street(s["key"], s["name"], s["kind"], s.get("number"),
-                                           s.get("address", [])) for s in data["streets"]}
+        self._streets = {s["key"]: _Street(s["name"], s["kind"], s.get("number"), s.get("address", []))
+                         for s in data["streets"]}
         self._crossings: dict[tuple[str, str], list[Point]] = {}
         self._along: dict[str, list[tuple[int, float, float]]] = {}
         for a, b, lat, lng, label in data["intersections"]:
@@ -134,15 +133,17 @@ class StreetGrid:
         self._choices = list(self._names)
 
     @staticmethod
-    def _spoken_names(street: dict) -> set[str]:
-        """Name and aliases, and the name without "St"/"Ave" (people say "Houston", "Lexington")."""
+    def _spoken_names(street: dict) -> list[str]:
+        """Name and aliases, and the name without "St"/"Ave" (people say "Houston", "Lexington").
+
+        Sorted: fuzzy ties go to the first choice, so the order must not depend on string hashing."""
         names = {_normalise(n) for n in [street["name"], *street.get("aliases", [])]}
         if street["kind"] == "numbered":
-            return {n for n in names if n != _normalise(street["name"])}
+            return sorted(n for n in names if n != _normalise(street["name"]))
         words = _normalise(street["name"]).split()
         if len(words) > 1 and words[-1] in TYPE_WORDS and not words[0][0].isdigit():
             names.add(" ".join(words[:-1]))
-        return {n for n in names if not n[0].isdigit()}
+        return sorted(n for n in names if not n[0].isdigit())
 
     @classmethod
     def builtin(cls) -> StreetGrid:
