@@ -41,7 +41,8 @@ def _component(p: str) -> str:
         rf"(?:(?P<{p}pre>[NSEW])\s?|(?P<{p}pre_lc>[nsew]))?"
         rf"(?P<{p}sign>[-+])?\s?"
         rf"{deg}(?:\s?(?P<{p}degmark>°|(?i:deg(?:rees)?\b)))?"
-        rf"(?:\s?{minutes}\s?'(?:\s?{seconds}\s?\")?)?"
+        # minutes only after whole degrees; their mark may be left out after a degree mark ("40° 44.9 N")
+        rf"(?({p}dec)|(?:\s?{minutes}\s?(?({p}degmark)'?|')(?:\s?{seconds}\s?\")?)?)"
         # a letter after the number only when none stood before it: "N 40.7 W 73.9" is N, then W
         rf"(?({p}pre)|(?({p}pre_lc)|(?:(?P<{p}post_lc>[nsew])(?![A-Za-z])|\s?(?P<{p}post>[NSEW])(?![A-Za-z]))?))"
     )

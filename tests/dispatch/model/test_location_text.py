@@ -56,6 +56,8 @@ CASES = [
     ("37° 46' 45.5\" N, 122° 25' 9.5\" W", *SF_DMS),
     ("37°46'45.5''N 122°25'09.5''W", *SF_DMS),             # two apostrophes for seconds
     ("40°44.904'N 73°59.142'W", *ESB),                      # degrees and decimal minutes
+    ("40° 44.904 N, 73° 59.142 W", *ESB),                   # ... with the minutes' mark left out
+    ("40 deg 44.904 N, 73 deg 59.142 W", *ESB),
     ("S 33.8688 E 151.2093", -33.8688, 151.2093, "-33.86880,151.20930"),
     ("im at 40.7484,-73.9857 flat tire pls hurry", *ESB),
     ("40.7484,-73.9857 n broadway", *ESB),
