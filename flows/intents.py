@@ -8,7 +8,7 @@ before any flow sees the text.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 from flows.answers import answer, reaction
 from flows.lexicon import Lexicon
@@ -16,7 +16,7 @@ from flows.text import clean, fold
 from flows.trips import trim_place
 
 
-class Intent(str, Enum):
+class Intent(StrEnum):
     HUMAN = "human"
     CANCEL = "cancel"
     CASUAL_CANCEL = "casual_cancel"  # "nvm": confirmed first when a driver is on the way

@@ -101,7 +101,8 @@ def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, tmp_path_factor
         "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake_stripe.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30",
-        # The fuzzers send thousands of wrong tokens from 127.0.0.1; tests/dispatch/http/test_auth.py sets its own limit.
+        # The fuzzers send thousands of wrong tokens from 127.0.0.1;
+        # tests/dispatch/http/test_auth.py sets its own limit.
         "ADMIN_TOKEN_TRIES_PER_MINUTE": "1000000", "LOG_LEVEL": "INFO",
         # Short timers so offers expire and searches retry within a test's patience.
         "OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT), "SWEEP_SECONDS": "1", "SEARCH_RETRY_SECONDS": "2",

@@ -17,7 +17,7 @@ VENDORS = {"flask", "werkzeug", "pymongo", "bson", "redis", "rq", "stripe", "twi
 # geopy's distance maths is a library the model may use; its geocoders are network clients.
 VENDOR_PREFIXES = ("geopy.geocoders", "geopy.adapters", "geopy.exc", "geopy.point")
 EDGES = ("dispatch.adapters", "dispatch.http", "dispatch.bootstrap", "dispatch.worker")
-MODEL_MAY_IMPORT = {"transitions", "phonenumbers", "geopy"}
+MODEL_MAY_IMPORT = {"transitions", "phonenumbers", "geopy", "openlocationcode", "rapidfuzz"}
 RAW_STORE_CALL = re.compile(r"\.(db|col)\.\w*\.?(find|insert|update|delete|count_documents|create_index)\w*\(|"
                             r"\bdb\.\w+\.(find|insert|update|delete|count)")
 

@@ -31,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dispatch.pricing import Quote
-from dispatch.rescues import PROBLEMS, STATUSES, Rescue
-from dispatch.texts import TEMPLATE_DIR, say
-from flows.driver import STATES as DRIVER_STATES
-from flows.driver import commands_for
+from dispatch.model.driver import STATUSES as DRIVER_STATES  # noqa: E402 - after the path above
+from dispatch.model.pricing import Quote  # noqa: E402
+from dispatch.model.rescue import PROBLEMS, STATUSES, Rescue  # noqa: E402
+from dispatch.texts import TEMPLATE_DIR, say  # noqa: E402
+from flows.driver import commands_for  # noqa: E402
 
 # -- GSM 03.38 ------------------------------------------------------------------------------
 # The default alphabet, in code order 0x00-0x7F (0x1B, the escape to the extension table, is
@@ -207,16 +207,16 @@ def renderings(lang: str, name: str, fixed: dict | None = None):
     prefix = "es/" if lang == "es" else ""
     for choice in itertools.product(*(range(len(a.values)) for a in axes)):
         ctx = base_context(lang)
-        for axis, i in zip(axes, choice):
+        for axis, i in zip(axes, choice, strict=False):
             ctx = axis.values[i](ctx)
         ctx.update(fixed or {})
         try:
             text = say(prefix + name, **ctx)
         except Exception:
-            if any(a.optional and i for a, i in zip(axes, choice)):
+            if any(a.optional and i for a, i in zip(axes, choice, strict=False)):
                 continue  # e.g. no driver where the template needs one: not a case the code sends
             raise
-        yield ", ".join(f"{a.name}#{i}" for a, i in zip(axes, choice)), text
+        yield ", ".join(f"{a.name}#{i}" for a, i in zip(axes, choice, strict=False)), text
 
 
 @dataclass

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from openlocationcode import openlocationcode as olc
 
-from dispatch.geo import Point
+from dispatch.model.geo import Point
 
 # Phones, keyboards and word processors each have their own minus, prime and degree characters.
 _SYMBOLS = str.maketrans({

@@ -17,7 +17,7 @@ from itertools import pairwise
 
 from rapidfuzz import fuzz, process
 
-from dispatch.geo import Point
+from dispatch.model.geo import Point
 
 INTERSECTIONS_FILE = "intersections.json"
 NUMBERED_PREFIX = "#"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.rescues import PROBLEMS, STATUSES
+from dispatch.model.rescue import PROBLEMS, STATUSES
 from dispatch.texts import TEMPLATE_DIR, say, speak
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -343,5 +343,6 @@ def test_admin_patch_with_a_huge_integer_location_is_a_400(world, client, admin_
                  "JSON)", times=1, expected=1, lost=int(r.status_code >= 500), duplicated=0, counted="a 400 answer")
     assert r.status_code == 400, (
         f"APP BUG: PATCH /api/drivers/<id> with {{\"location\": {{\"lat\": 10**400, ...}}}} answered {r.status_code}: "
-        f"dispatch/http/api.py:146 calls float() on the integer, which raises OverflowError ('int too large to convert to "
+        f"dispatch/http/api.py calls float() on the integer, which raises OverflowError "
+        f"('int too large to convert to "
         f"float'); only TypeError, KeyError and ValueError are caught.")

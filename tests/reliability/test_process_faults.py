@@ -516,7 +516,8 @@ def test_healthz_still_sees_the_workers_after_redis_keys_are_lost(phone, live_se
                  "being answered", times=1, expected=1, lost=0 if health else 1, duplicated=0,
                  counted="/healthz answering 200 with workers > 0")
     assert health, (f"APP BUG: /healthz answers {last.status_code} {last.json()} for good after the rq:* keys are "
-                    f"lost, although both workers are alive and still sending texts: dispatch/http/api.py healthz counts "
+                    f"lost, although both workers are alive and still sending texts: "
+                    f"dispatch/http/api.py healthz counts "
                     f"workers with rq's Worker.count(), i.e. the rq:workers registration set, which workers only "
                     f"write when they start.")
 

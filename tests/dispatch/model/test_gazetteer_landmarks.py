@@ -8,8 +8,8 @@ from importlib import resources
 import pytest
 from geopy.distance import great_circle
 
-from dispatch.geocoding import Gazetteer
 from dispatch.model.street_grid import StreetGrid
+from dispatch.places import Gazetteer
 
 # The landmark's own corner, by the generated street grid: both were read independently, so agreement
 # within a block checks each of them.
