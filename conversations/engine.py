@@ -33,7 +33,7 @@ from dispatch.model.geo import Point
 from dispatch.model.phones import is_textable, mask, sender_key
 from dispatch.model.rescue import Rescue
 from dispatch.ports import Busy
-from dispatch.texts import say
+from dispatch.texts import ENGLISH, say
 from flows import driver as driver_flow
 from flows import rider, words
 from flows.effects import (
@@ -99,6 +99,7 @@ class Turn:
     key: str  # the step's idempotency key (the MessageSid, or a call step)
     channel: str = m.SMS
     driver: Driver | None = None
+    lang: str = ENGLISH  # the words of replies and texts to this person
     created: Rescue | None = None
     texts: list[str] = field(default_factory=list)
     results: list[DriverResult] = field(default_factory=list)
@@ -271,15 +272,17 @@ class Engine:
         if not is_textable(key):
             return "ignored-unreachable"
         driver = self.svc.drivers.by_phone(key)
+        lang = driver.language if driver else self.conversations.load(key, role="rider").language
         if normal in words.HELP:
-            self._reply(key, sid, [say("driver_help" if driver else "help")])
+            self._reply(key, sid, [say("driver_help" if driver else "help", lang=lang)])
             return "help"
         if normal == "human":
             self.conversations.flag_needs_human(key)
-            self._reply(key, sid, [say("human_requested")])
+            self._reply(key, sid, [say("human_requested", lang=lang)])
             return "human-requested"
         if driver:
-            turn = self.run(Turn(key, sid, driver=driver), driver_flow.step(driver, body, self.svc.locator))
+            turn = self.run(Turn(key, sid, driver=driver, lang=driver.language),
+                            driver_flow.step(driver, body, self.svc.locator))
             self._reply(key, sid, turn.texts)
             return f"driver:{driver.status}"
         return f"rider:{self._rider_step(key, sid, body).state}"
@@ -294,7 +297,7 @@ class Engine:
                           quote=self.svc.current_quote, open_rescue=open_rescue,
                           aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel)
         result = rider.step(convo.state, convo.data, body, ctx)
-        turn = self.run(Turn(key, sid, channel=channel), result.effects)
+        turn = self.run(Turn(key, sid, channel=channel, lang=convo.language), result.effects)
         if channel == m.SMS:
             self._reply(key, sid, turn.texts)
         self.conversations.save(convo, result.state, result.data, applied_key=sid)
@@ -303,10 +306,10 @@ class Engine:
 
     # -- effect handlers -----------------------------------------------------------------
     def _say(self, turn: Turn, effect: Reply) -> None:
-        turn.texts.append(say(effect.template, **{"rescue": turn.created, **effect.context}))
+        turn.texts.append(say(effect.template, lang=turn.lang, **{"rescue": turn.created, **effect.context}))
 
     def _send_text(self, turn: Turn, effect: SendText) -> None:
-        self.svc.outbox.queue_text(turn.phone, say(effect.template, **effect.context),
+        self.svc.outbox.queue_text(turn.phone, say(effect.template, lang=turn.lang, **effect.context),
                                    key=effect.key or f"text:{turn.key}", rescue_id=effect.rescue_id,
                                    kind=effect.template)
 
@@ -314,14 +317,11 @@ class Engine:
         rescue = self.svc.rescues.get(effect.rescue_id)
         if rescue is None:
             return
-        if effect.to == "rider":
-            number = rescue.rider_phone
-        else:
-            driver = self.svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
-            number = driver.phone if driver else None
-        if number:
-            self.svc.outbox.queue_text(number, say(effect.template, rescue=rescue, to=effect.to), key=effect.key,
-                                       rescue_id=rescue.id, kind=effect.template)
+        party = rescue if effect.to == "rider" else self.svc.drivers.get(rescue.driver_id or "")
+        if party:
+            number = party.rider_phone if party is rescue else party.phone
+            self.svc.outbox.queue_text(number, say(effect.template, lang=party.language, rescue=rescue, to=effect.to),
+                                       key=effect.key, rescue_id=rescue.id, kind=effect.template)
 
     def _relay(self, turn: Turn, effect: Relay) -> None:
         """Through the rescue number: neither party sees the other's."""
@@ -329,20 +329,21 @@ class Engine:
             driver = turn.driver
             rescue = self.svc.rescues.get(driver.rescue_id) if driver.rescue_id else None
             if rescue and rescue.is_open:
-                words = say("relay_to_rider", name=driver.name, text=effect.text)
+                words = say("relay_to_rider", lang=rescue.language, name=driver.name, text=effect.text)
                 self.svc.outbox.queue_text(rescue.rider_phone, words, key=f"relay:{turn.key}", rescue_id=rescue.id,
                                            kind="relay")
             return
         rescue = self.svc.rescues.open_for_rider(turn.phone)
         driver = self.svc.drivers.get(rescue.driver_id) if rescue and rescue.driver_id else None
         if driver:
-            self.svc.outbox.queue_text(driver.phone, say("relay_to_driver", code=rescue.code, text=effect.text),
+            self.svc.outbox.queue_text(driver.phone, say("relay_to_driver", lang=driver.language, code=rescue.code,
+                                                         text=effect.text),
                                        key=f"relay:{turn.key}", rescue_id=rescue.id, kind="relay")
 
     def _create_rescue(self, turn: Turn, effect: CreateRescue) -> None:
         turn.created = self.svc.lifecycle.create(
             request_key=f"{turn.channel}:{turn.key}", rider_phone=turn.phone, channel=turn.channel,
-            driver_pay_cents=self.svc.driver_pay(effect.quote_cents), **effect.__dict__)
+            driver_pay_cents=self.svc.driver_pay(effect.quote_cents), language=turn.lang, **effect.__dict__)
         log.info("rescue_created", rescue_id=turn.created.id, code=turn.created.code, phone=mask(turn.phone))
 
     def _cancel_rescue(self, turn: Turn, effect: CancelRescue) -> None:
@@ -368,7 +369,7 @@ class Engine:
             result = run(turn, effect)
             turn.results.append(result)
             reply = driver_flow.reply_for(result)
-            turn.texts.append(say(reply.template, **reply.context))
+            turn.texts.append(say(reply.template, lang=turn.lang, **reply.context))
         return handle
 
     # -- helpers -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class Lifecycle:
 
     def create(self, *, request_key: str, rider_phone: str, pickup: dict, dropoff: dict | None,
                problem: str, problem_note: str, quote_cents: int, trip_miles: float, surge: float,
-               channel: str, driver_pay_cents: int = 0) -> Rescue:
+               channel: str, driver_pay_cents: int = 0, language: str = "en") -> Rescue:
         """Create once per request: a retried webhook gets the rescue its first delivery made."""
         existing = self.rescues.by_request_key(request_key)
         if existing:
@@ -42,7 +42,7 @@ class Lifecycle:
             id=uuid.uuid4().hex, code=f"R{seq}", status=SEARCHING, rider_phone=rider_phone, pickup=pickup,
             dropoff=dropoff, problem=problem, problem_note=problem_note, quote_cents=int(quote_cents),
             driver_pay_cents=int(driver_pay_cents), trip_miles=trip_miles, surge=surge, channel=channel,
-            payment_status=PAY_NONE, created_at=now, updated_at=now, searching_since=now,
+            payment_status=PAY_NONE, language=language, created_at=now, updated_at=now, searching_since=now,
             extra={"request_key": request_key, "seq": seq, "next_dispatch_at": 0})
         if not self.rescues.add(rescue):
             return self.rescues.by_request_key(request_key)

@@ -1,4 +1,5 @@
-"""Every word the service says comes from `templates/`; this renders them."""
+"""Every word the service says comes from `templates/`; this renders them, in English
+(`templates/sms/`, `templates/voice/`) or Spanish (their `es/` folders, a twin for each)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,6 +8,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+ENGLISH, SPANISH = "en", "es"
+LANGUAGES = (ENGLISH, SPANISH)
 
 
 @lru_cache(maxsize=1)
@@ -18,11 +21,15 @@ def _env() -> Environment:
     return env
 
 
-def say(template: str, /, **context) -> str:
-    """Render `templates/sms/<template>.txt` to the text of one message."""
-    return _env().get_template(f"sms/{template}.txt").render(**context).strip()
+def _path(kind: str, template: str, lang: str) -> str:
+    return f"{kind}/es/{template}.txt" if lang == SPANISH else f"{kind}/{template}.txt"
 
 
-def speak(template: str, /, **context) -> str:
-    """Render `templates/voice/<template>.txt`: words for a phone call."""
-    return _env().get_template(f"voice/{template}.txt").render(**context).strip()
+def say(template: str, /, lang: str = ENGLISH, **context) -> str:
+    """Render `templates/sms/<template>.txt` (or its Spanish twin) to the text of one message."""
+    return _env().get_template(_path("sms", template, lang)).render(**context).strip()
+
+
+def speak(template: str, /, lang: str = ENGLISH, **context) -> str:
+    """Render `templates/voice/<template>.txt` (or its Spanish twin): words for a phone call."""
+    return _env().get_template(_path("voice", template, lang)).render(**context).strip()

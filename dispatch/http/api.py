@@ -2,6 +2,7 @@
 /healthz and /metrics."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -21,6 +22,7 @@ from dispatch.model.geo import Point
 from dispatch.model.phones import normalise
 from dispatch.model.rescue import STATUSES
 from dispatch.ports import Busy, PaymentUnavailable
+from dispatch.texts import ENGLISH, LANGUAGES
 
 api = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -83,7 +85,10 @@ def create_driver():
     vehicle = _text_field(body, "vehicle", VEHICLE_MAX)
     if vehicle is None:
         return error(f"vehicle is required (1..{VEHICLE_MAX} characters)", 400, field="vehicle")
-    driver = Driver.new(phone, name, vehicle)
+    language = body.get("language", ENGLISH)
+    if language not in LANGUAGES:
+        return error(f"language must be one of {', '.join(LANGUAGES)}", 400, field="language")
+    driver = dataclasses.replace(Driver.new(phone, name, vehicle), language=language)
     try:
         services().drivers.add(driver)
     except DuplicateDriver:
@@ -115,7 +120,7 @@ def update_driver(driver_id: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not body:
         return error("body must be a non-empty JSON object", 400)
-    unknown = set(body) - {"name", "vehicle", "active", "location"}
+    unknown = set(body) - {"name", "vehicle", "active", "location", "language"}
     if unknown:
         return error(f"unknown field {sorted(unknown)[0]}", 400, field=sorted(unknown)[0])
     fields: dict[str, Any] = {}
@@ -125,6 +130,10 @@ def update_driver(driver_id: str):
             if value is None:
                 return error(f"{name} must be 1..{max_len} characters", 400, field=name)
             fields[name] = value
+    if "language" in body:
+        if body["language"] not in LANGUAGES:
+            return error(f"language must be one of {', '.join(LANGUAGES)}", 400, field="language")
+        fields["language"] = body["language"]
     if "active" in body:
         if not isinstance(body["active"], bool):
             return error("active must be true or false", 400, field="active")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.model.rescue import STATUSES
+from dispatch.texts import LANGUAGES
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +26,7 @@ PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum"
 FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missing or wrong token", ERROR)}
 MISSING = {"404": _ok("not found", ERROR)}
 CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
+LANGUAGE = {"type": "string", "enum": list(LANGUAGES)}
 POINT = {"type": "object", "properties": {"lat": {"type": "number"}, "lng": {"type": "number"},
                                           "label": {"type": "string"}}}
 
@@ -42,7 +44,7 @@ OPENAPI: dict[str, Any] = {
                      "requestBody": {"required": True, **_json({
                          "type": "object", "required": ["phone", "name", "vehicle"],
                          "properties": {"phone": {"type": "string"}, "name": {"type": "string"},
-                                        "vehicle": {"type": "string"}}})},
+                                        "vehicle": {"type": "string"}, "language": LANGUAGE}})},
                      "responses": {"201": _ok("the driver, phone in E.164", DRIVER), **FAIL,
                                    "409": _ok("phone already registered", ERROR)}}},
         "/api/drivers/{id}": {
@@ -51,7 +53,7 @@ OPENAPI: dict[str, Any] = {
             "patch": {"summary": "Update name, vehicle, active, location",
                       "requestBody": {"required": True, **_json({"type": "object", "properties": {
                           "name": {"type": "string"}, "vehicle": {"type": "string"}, "active": {"type": "boolean"},
-                          "location": POINT}, "additionalProperties": False})},
+                          "location": POINT, "language": LANGUAGE}, "additionalProperties": False})},
                       "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}}},
         "/api/rescues": {
             "get": {"summary": "Rescues, newest first",
@@ -112,7 +114,7 @@ OPENAPI: dict[str, Any] = {
                 "id": {"type": "string"}, "phone": {"type": "string"}, "name": {"type": "string"},
                 "vehicle": {"type": "string"}, "status": {"type": "string"}, "active": {"type": "boolean"},
                 "location": {"nullable": True, **POINT}, "location_updated_at": {"type": "string", "nullable": True},
-                "rating": {"type": "number", "nullable": True}}},
+                "rating": {"type": "number", "nullable": True}, "language": LANGUAGE}},
             "Rescue": {"type": "object", "required": ["id", "code", "status", "rider_phone", "pickup"], "properties": {
                 "id": {"type": "string"}, "code": {"type": "string"}, "status": {"type": "string"},
                 "rider_phone": {"type": "string"}, "pickup": POINT, "dropoff": {"nullable": True, **POINT},

@@ -69,6 +69,7 @@ class Driver:
     idle_since: int = 0
     rating_sum: int = 0
     rating_count: int = 0
+    language: str = "en"
     created_at: int = field(default_factory=now_ms)
     updated_at: int = field(default_factory=now_ms)
 
@@ -109,7 +110,8 @@ class Driver:
             "id": self.id, "phone": self.phone, "name": self.name, "vehicle": self.vehicle,
             "status": self.status, "active": self.active, "location": self.location,
             "location_updated_at": iso(self.location_updated_at), "rescue_id": self.rescue_id,
-            "rating": self.rating, "rating_count": self.rating_count, "created_at": iso(self.created_at),
+            "rating": self.rating, "rating_count": self.rating_count, "language": self.language,
+            "created_at": iso(self.created_at),
         }
 
 

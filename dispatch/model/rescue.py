@@ -111,6 +111,7 @@ class Rescue:
     payment_status: str = PAY_NONE
     cancel_reason: str | None = None
     cancelled_by: str | None = None
+    language: str = "en"  # the rider's: every text to them is in it
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -141,7 +142,7 @@ class Rescue:
             "quote_cents": self.quote_cents, "driver_pay_cents": self.driver_pay_cents,
             "trip_miles": self.trip_miles, "surge": self.surge,
             "payment_status": self.payment_status, "cancel_reason": self.cancel_reason,
-            "cancelled_by": self.cancelled_by, "channel": self.channel,
+            "cancelled_by": self.cancelled_by, "channel": self.channel, "language": self.language,
             "paid_cents": int(self.extra.get("paid_cents") or 0),
             "refunded_cents": int(self.extra.get("refunded_cents") or 0),
             "payment_url": self.extra.get("payment_url"),

@@ -25,6 +25,7 @@ class Conversation:
     data: dict[str, Any] = field(default_factory=dict)
     version: int = 0
     applied: list[str] = field(default_factory=list)
+    language: str = "en"
 
 
 class MongoConversations:
@@ -37,11 +38,12 @@ class MongoConversations:
             return Conversation(phone=phone, role=role)
         return Conversation(phone=phone, role=doc.get("role", role), state=doc.get("state", "idle"),
                             data=doc.get("data") or {}, version=doc.get("version", 0),
-                            applied=list(doc.get("applied") or []))
+                            applied=list(doc.get("applied") or []), language=doc.get("language") or "en")
 
     def save(self, convo: Conversation, state: str, data: dict[str, Any], applied_key: str) -> None:
         """Compare-and-set on the version, recording which inbound message produced it."""
         fields = {"role": convo.role, "state": state, "data": data, "version": convo.version + 1,
+                  "language": convo.language,
                   "applied": (convo.applied + [applied_key])[-APPLIED_KEEP:], "updated_at": now_ms()}
         if convo.version == 0:
             try:

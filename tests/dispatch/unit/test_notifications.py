@@ -55,3 +55,24 @@ def test_an_assignment_by_a_dispatcher_sends_the_driver_the_job(c):
     assert texts_to(c, driver.phone) == ["job_details"]
     [assigned] = [m for m in c.messages.to(rescue.rider_phone)]
     assert driver.name.split()[0] in assigned["body"] and rescue.code in assigned["body"]
+
+
+def test_everyone_is_texted_in_their_own_language(c):
+    import dataclasses
+
+    from dispatch.texts import say
+
+    driver = add_driver(c)
+    c.drivers.rows[driver.id] = dataclasses.replace(c.drivers.rows[driver.id], language="es")
+    rescue = add_rescue(c)
+    c.rescues.set_fields(rescue.id, {"language": "es"})
+    c.dispatcher.dispatch(rescue.id)
+    c.dispatcher.accept(c.drivers.get(driver.id))
+    [assigned] = c.messages.to(rescue.rider_phone)
+    expected = say("rider_driver_assigned", lang="es", rescue=c.rescues.get(rescue.id),
+                   driver=c.drivers.get(driver.id), eta=c.notifier.eta(c.drivers.get(driver.id), rescue))
+    assert assigned["body"] == expected and assigned["body"] != say(
+        "rider_driver_assigned", rescue=c.rescues.get(rescue.id), driver=c.drivers.get(driver.id), eta=3)
+    [offer] = c.messages.to(driver.phone)
+    assert offer["body"].startswith(say("driver_offer", lang="es", rescue=c.rescues.get(rescue.id),
+                                        distance_km=0.0, seconds=c.settings.offer_timeout_seconds)[:20])
