@@ -30,6 +30,7 @@ from dispatch.model.clock import now_ms
 from dispatch.model.driver import Driver
 from dispatch.model.errors import DomainError
 from dispatch.model.geo import Point
+from dispatch.model.help_request import ASKED
 from dispatch.model.phones import is_textable, mask, sender_key
 from dispatch.model.rescue import Rescue
 from dispatch.ports import Busy
@@ -277,7 +278,8 @@ class Engine:
             self._reply(key, sid, [say("driver_help" if driver else "help", lang=lang)])
             return "help"
         if normal == "human":
-            self.conversations.flag_needs_human(key)
+            rescue = None if driver else self.svc.rescues.open_for_rider(key)
+            self.svc.help_desk.open(key, ASKED, body, rescue_id=rescue.id if rescue else None, language=lang)
             self._reply(key, sid, [say("human_requested", lang=lang)])
             return "human-requested"
         if driver:

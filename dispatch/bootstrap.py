@@ -21,6 +21,7 @@ from dispatch.adapters.mongo import connect, ensure_indexes
 from dispatch.adapters.mongo.conversations import MongoConversations, MongoVoiceSteps
 from dispatch.adapters.mongo.drivers import MongoDrivers
 from dispatch.adapters.mongo.events import MongoEventStore
+from dispatch.adapters.mongo.help_requests import MongoHelpRequests
 from dispatch.adapters.mongo.ledger import MongoLedger, MongoStripeEvents
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.mongo.offers import MongoOffers
@@ -32,6 +33,7 @@ from dispatch.board import Board
 from dispatch.bus import EventBus, Handler
 from dispatch.config import Settings, load_settings
 from dispatch.dispatcher import Dispatcher
+from dispatch.help_desk import HelpDesk
 from dispatch.lifecycle import Lifecycle
 from dispatch.matching import Matcher
 from dispatch.messaging import Delivery, Outbox
@@ -44,6 +46,7 @@ from dispatch.ports import (
     DriverRepository,
     EventStore,
     GeoIndex,
+    HelpRequestStore,
     Ledger,
     Locks,
     MessageStore,
@@ -85,6 +88,7 @@ def event_handlers(svc: Services) -> dict[type[ev.Event], Sequence[Handler]]:
         ev.PaymentPaid: [n.paid],
         ev.PaymentFailed: [n.payment_failed],
         ev.PaymentRefunded: [n.refunded],
+        ev.HelpRequested: [svc.help_desk.alert],
     }
 
 
@@ -103,7 +107,8 @@ class Core:
     def __init__(self, settings: Settings, *, rescues: RescueRepository, riders: RiderRepository,
                  drivers: DriverRepository, offers: OfferRepository, messages: MessageStore, optouts: OptOutRegistry,
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
-                 scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender) -> None:
+                 scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
+                 help_requests: HelpRequestStore) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
@@ -118,6 +123,7 @@ class Core:
         self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers)
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
         self.board = Board(settings, rescues, drivers, events)
+        self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler)
         self.bus.handlers = event_handlers(self)
@@ -155,7 +161,8 @@ class Services(Core):
                                   Queue(urgent_queue_name(settings.queue_name), connection=redis)),
             metrics=PrometheusMetrics(),
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
-            sender=SandboxSender() if settings.sandbox else TwilioSender(settings))
+            sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
+            help_requests=MongoHelpRequests(db))
 
     @cached_property
     def locator(self) -> Locator:

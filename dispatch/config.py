@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatch.model.geo import ServiceArea
+from dispatch.model.phones import normalise
 from dispatch.model.pricing import Pricing
 
 __all__ = ["ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings"]
@@ -66,6 +67,8 @@ class Settings:
     inbound_rate_window_seconds: int = 60
     # Wrong admin tokens one client address may try per minute before it is refused (429).
     admin_token_tries_per_minute: int = 10
+    # The on-call dispatcher's phone, texted when a help request opens (E.164).
+    dispatch_alert_phone: str | None = None
     # How long a message from one number waits for the previous one from that number.
     phone_lock_wait_seconds: float = 8.0
 
@@ -92,6 +95,15 @@ def _float_tuple(raw: str, n: int, name: str) -> tuple[float, ...]:
     if len(parts) != n:
         raise ConfigError(f"{name} must be {n} comma-separated numbers")
     return parts
+
+
+def _phone(raw: str | None, name: str) -> str | None:
+    if raw is None:
+        return None
+    phone = normalise(raw)
+    if phone is None:
+        raise ConfigError(f"{name} must be a phone number, e.g. +12125550123")
+    return phone
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -152,6 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         inbound_rate_window_seconds=int(get("INBOUND_RATE_WINDOW_SECONDS", "60")),
         phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
         admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
+        dispatch_alert_phone=_phone(get("DISPATCH_ALERT_PHONE"), "DISPATCH_ALERT_PHONE"),
     )
     if settings.production:
         missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from dispatch.model.driver import Driver
 from dispatch.model.events import Event
 from dispatch.model.geo import Point
+from dispatch.model.help_request import HelpRequest
 from dispatch.model.offer import Offer
 from dispatch.model.rescue import Rescue
 
@@ -153,6 +154,17 @@ class MessageStore(Protocol):
     def advance(self, twilio_sid: str, fields: dict[str, Any]) -> bool:
         """Apply a delivery status unless the text already has a later one."""
     def unapplied_before(self, before: int) -> bool: ...
+
+
+class HelpRequestStore(Protocol):
+    def add(self, request: HelpRequest) -> bool:
+        """False when the phone already has an open request."""
+    def get(self, request_id: str) -> HelpRequest | None: ...
+    def open_for(self, phone: str) -> HelpRequest | None: ...
+    def list(self, status: str | None, limit: int, offset: int) -> list[HelpRequest]:
+        """Newest first."""
+    def resolve(self, request_id: str, by: str, note: str, at: int) -> HelpRequest | None:
+        """Resolve it if it is open; the request after, or None."""
 
 
 class OptOutRegistry(Protocol):

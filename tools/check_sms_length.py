@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dispatch.model.driver import STATUSES as DRIVER_STATES  # noqa: E402 - after the path above
+from dispatch.model.help_request import HelpRequest  # noqa: E402
 from dispatch.model.pricing import Quote  # noqa: E402
 from dispatch.model.rescue import PROBLEMS, STATUSES, Rescue  # noqa: E402
 from dispatch.texts import TEMPLATE_DIR, say  # noqa: E402
@@ -116,6 +117,9 @@ def base_context(lang: str) -> dict:
         "distance_km": 15.5, "seconds": 120, "minutes": 15, "eta": 45, "stars": 5,
         "purpose": "dropoff", "to": "rider", "choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES],
         "commands": commands_for("offered"), "action": "arrive", "repeat": False,
+        "phone": "+1******0123",
+        "request": HelpRequest(id="help-check", phone="+12125550123", reason="not_understood", text=RELAY[lang],
+                               status="open", created_at=1_700_000_000_000),
     }
 
 

@@ -15,6 +15,7 @@ from dispatch.adapters.rq_scheduler import WorkerHeartbeats
 from dispatch.http import error, refused, services
 from dispatch.http.auth import TooManyWrongTokens, bearer_ok, csrf_ok, logged_in
 from dispatch.http.openapi import OPENAPI
+from dispatch.model import help_request as hr
 from dispatch.model.clock import iso
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX, Driver, DuplicateDriver
 from dispatch.model.errors import DomainError
@@ -251,6 +252,32 @@ def message_party(rescue_id: str):
     if msg is None:
         return error("that number cannot receive texts", 409, field="to")
     return jsonify(_message_json(msg)), 201
+
+
+@api.get("/help-requests")
+def list_help_requests():
+    status = request.args.get("status")
+    if status is not None and status not in hr.STATUSES:
+        return error(f"status must be one of {', '.join(hr.STATUSES)}", 400, field="status")
+    limit, offset = _page()
+    if limit is None:
+        return offset
+    found = services().help_desk.list(status, limit, offset)
+    return jsonify({"help_requests": [r.to_json() for r in found], "limit": limit, "offset": offset})
+
+
+@api.post("/help-requests/<request_id>/resolve")
+def resolve_help_request(request_id: str):
+    body = request.get_json(silent=True)
+    body = {} if body is None else body
+    note = body.get("note", "") if isinstance(body, dict) else None
+    if not isinstance(note, str) or len(note) > hr.NOTE_MAX:
+        return error(f"note must be text of at most {hr.NOTE_MAX} characters", 400, field="note")
+    try:
+        resolved = services().help_desk.resolve(request_id, by="dispatcher", note=note.strip())
+    except DomainError as exc:
+        return refused(exc)
+    return jsonify(resolved.to_json())
 
 
 @api.get("/stats")

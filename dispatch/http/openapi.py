@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch.model.help_request import STATUSES as HELP_STATUSES
 from dispatch.model.rescue import STATUSES
 from dispatch.texts import LANGUAGES
 
@@ -19,6 +20,7 @@ def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 RESCUE = {"$ref": "#/components/schemas/Rescue"}
+HELP = {"$ref": "#/components/schemas/HelpRequest"}
 DRIVER = {"$ref": "#/components/schemas/Driver"}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
@@ -99,6 +101,18 @@ OPENAPI: dict[str, Any] = {
                          "properties": {"to": {"type": "string", "enum": ["rider", "driver"]},
                                         "body": {"type": "string", "maxLength": 600}}})},
                      "responses": {"201": _ok("the message"), **FAIL, **MISSING, **CONFLICT}}},
+        "/api/help-requests": {
+            "get": {"summary": "People who asked for a person or were not understood, newest first",
+                    "parameters": [{"name": "status", "in": "query",
+                                    "schema": {"type": "string", "enum": list(HELP_STATUSES)}}, *PAGE],
+                    "responses": {"200": _ok("help requests", {"type": "object", "properties": {
+                        "help_requests": {"type": "array", "items": HELP}}}), **FAIL}}},
+        "/api/help-requests/{id}/resolve": {
+            "parameters": [ID],
+            "post": {"summary": "Resolve a help request, recording who and when; repeating it is a no-op",
+                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
+                         "note": {"type": "string", "maxLength": 500}}})},
+                     "responses": {"200": _ok("the help request", HELP), **FAIL, **MISSING}}},
         "/api/stats": {"get": {"summary": "Counts by status, today's medians, drivers online",
                                "responses": {"200": _ok("stats"), **FAIL}}},
         "/api/board": {"get": {"summary": "Everything the status page shows",
@@ -110,6 +124,15 @@ OPENAPI: dict[str, Any] = {
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                                                                              "field": {"type": "string"}}},
+            "HelpRequest": {"type": "object", "required": ["id", "phone", "reason", "status", "created_at"],
+                            "properties": {
+                                "id": {"type": "string"}, "phone": {"type": "string"},
+                                "rescue_id": {"type": "string", "nullable": True},
+                                "reason": {"type": "string", "enum": ["asked", "not_understood"]},
+                                "text": {"type": "string"}, "status": {"type": "string", "enum": list(HELP_STATUSES)},
+                                "created_at": {"type": "string"},
+                                "resolved_by": {"type": "string", "nullable": True},
+                                "resolved_at": {"type": "string", "nullable": True}}},
             "Driver": {"type": "object", "required": ["id", "phone", "name", "vehicle", "status"], "properties": {
                 "id": {"type": "string"}, "phone": {"type": "string"}, "name": {"type": "string"},
                 "vehicle": {"type": "string"}, "status": {"type": "string"}, "active": {"type": "boolean"},

@@ -217,6 +217,19 @@ class DriverLocationUpdated(Event):
     lng: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class HelpRequested(Event):
+    TYPE = "help_requested"
+    help_request_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HelpResolved(Event):
+    TYPE = "help_resolved"
+    help_request_id: str
+
+
 # Lifecycle actions a driver takes on the job, and the event each one is.
 JOB_EVENTS: dict[str, type[StatusChanged]] = {
     "drive": DriverEnRoute, "arrive": DriverArrived, "load": RiderLoaded, "complete": RescueCompleted}

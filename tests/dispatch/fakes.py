@@ -20,12 +20,14 @@ from typing import Any
 
 from dispatch.bootstrap import Core
 from dispatch.config import Settings
+from dispatch.model import help_request as hr
 from dispatch.model import message as m
 from dispatch.model import offer as of
 from dispatch.model.clock import now_ms
 from dispatch.model.driver import AVAILABLE, ONLINE_STATUSES, Driver, DuplicateDriver
 from dispatch.model.events import Event
 from dispatch.model.geo import Point, distance_km
+from dispatch.model.help_request import HelpRequest
 from dispatch.model.offer import Offer
 from dispatch.model.rescue import COMPLETED, OPEN_STATUSES, PAY_NONE, SEARCHING, STATUSES, UNFULFILLED, Rescue
 from dispatch.ports import ANY, PaymentUnavailable, SendFailed
@@ -364,6 +366,34 @@ class FakeMessages:
                       key=lambda d: d["created_at"])
 
 
+class FakeHelpRequests:
+    def __init__(self) -> None:
+        self.rows: dict[str, HelpRequest] = {}
+
+    def add(self, request: HelpRequest) -> bool:
+        if self.open_for(request.phone):
+            return False
+        self.rows[request.id] = _copy(request)
+        return True
+
+    def get(self, request_id: str) -> HelpRequest | None:
+        return _copy(self.rows.get(request_id))
+
+    def open_for(self, phone: str) -> HelpRequest | None:
+        return next((_copy(r) for r in self.rows.values() if r.phone == phone and r.status == hr.OPEN), None)
+
+    def list(self, status: str | None, limit: int, offset: int) -> list[HelpRequest]:
+        found = sorted((r for r in self.rows.values() if status in (None, r.status)), key=lambda r: -r.created_at)
+        return [_copy(r) for r in found][offset:offset + limit]
+
+    def resolve(self, request_id: str, by: str, note: str, at: int) -> HelpRequest | None:
+        r = self.rows.get(request_id)
+        if r is None or r.status != hr.OPEN:
+            return None
+        self.rows[request_id] = replace(r, status=hr.RESOLVED, resolved_by=by, resolved_at=at, note=note)
+        return _copy(self.rows[request_id])
+
+
 class FakeOptOuts:
     def __init__(self) -> None:
         self.out: set[str] = set()
@@ -555,4 +585,5 @@ def core(settings: Settings | None = None) -> Core:
     return Core(settings or Settings(), rescues=FakeRescues(), riders=FakeRiders(), drivers=FakeDrivers(),
                 offers=FakeOffers(), messages=FakeMessages(), optouts=FakeOptOuts(), ledger=FakeLedger(),
                 stripe_events=FakeStripeEvents(), events=FakeEventStore(), geo=FakeGeo(), locks=FakeLocks(),
-                scheduler=FakeScheduler(), metrics=FakeMetrics(), gateway=FakeGateway(), sender=FakeSender())
+                scheduler=FakeScheduler(), metrics=FakeMetrics(), gateway=FakeGateway(), sender=FakeSender(),
+                help_requests=FakeHelpRequests())

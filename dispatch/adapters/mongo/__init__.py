@@ -53,6 +53,8 @@ def ensure_indexes(db: Database) -> None:
     db.ledger.create_index([("rescue_id", ASCENDING), ("kind", ASCENDING)])
     db.ledger.create_index("payment_intent")
     db.stripe_events.create_index("rescue_id")
+    db.help_requests.create_index("open_key", unique=True)
+    db.help_requests.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

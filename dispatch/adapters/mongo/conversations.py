@@ -55,9 +55,6 @@ class MongoConversations:
         if result.matched_count != 1:
             raise ConversationConflict(convo.phone)
 
-    def flag_needs_human(self, phone: str) -> None:
-        self.col.update_one({"_id": phone}, {"$set": {"needs_human": True, "needs_human_at": now_ms()}})
-
 
 class MongoVoiceSteps:
     def __init__(self, db: Database) -> None:
