@@ -26,9 +26,11 @@ from dispatch.adapters.mongo.ledger import MongoLedger, MongoStripeEvents
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.mongo.offers import MongoOffers
 from dispatch.adapters.mongo.rescues import MongoRescues, MongoRiders
+from dispatch.adapters.redis_feed import RedisFeed
 from dispatch.adapters.redis_geo import RedisGeoIndex
 from dispatch.adapters.redis_guards import RedisLimits, RedisLocks
 from dispatch.adapters.rq_scheduler import RqScheduler, urgent_queue_name
+from dispatch.announcer import Announcer
 from dispatch.board import Board
 from dispatch.bus import EventBus, Handler
 from dispatch.config import Settings, load_settings
@@ -43,6 +45,7 @@ from dispatch.notifications import Notifier
 from dispatch.payments import Payments
 from dispatch.places import Gazetteer, Locator
 from dispatch.ports import (
+    ChangeFeed,
     DriverRepository,
     EventStore,
     GeoIndex,
@@ -65,11 +68,11 @@ from dispatch.sweeper import Sweeper
 log = structlog.get_logger(__name__)
 
 
-def event_handlers(svc: Services) -> dict[type[ev.Event], Sequence[Handler]]:
+def event_handlers(svc: Core) -> dict[type[ev.Event], Sequence[Handler]]:
     """Everything that follows from each kind of change, in the order it runs."""
     d, n, p, m = svc.dispatcher, svc.notifier, svc.payments, svc.metrics
     assigned = time_to_assign(svc.rescues, m)
-    return {
+    table: dict[type[ev.Event], list[Handler]] = {
         ev.RescueRequested: [d.dispatch_soon],
         ev.OfferMade: [d.schedule_expiry, n.offer_made, m.offer_outcome],
         ev.OfferDeclined: [d.dispatch_soon, m.offer_outcome],
@@ -90,6 +93,8 @@ def event_handlers(svc: Services) -> dict[type[ev.Event], Sequence[Handler]]:
         ev.PaymentRefunded: [n.refunded],
         ev.HelpRequested: [svc.help_desk.alert],
     }
+    # Every change is announced to open pages, after its own handlers.
+    return {kind: [*table.get(kind, ()), svc.announcer.event] for kind in ev.EVENT_TYPES.values()}
 
 
 def time_to_assign(rescues: RescueRepository, metrics: Metrics) -> Callable[[ev.DriverAssigned], None]:
@@ -108,12 +113,13 @@ class Core:
                  drivers: DriverRepository, offers: OfferRepository, messages: MessageStore, optouts: OptOutRegistry,
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
                  scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
-                 help_requests: HelpRequestStore) -> None:
+                 help_requests: HelpRequestStore, feed: ChangeFeed) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
         self.events, self.locks, self.scheduler, self.metrics, self.sender = events, locks, scheduler, metrics, sender
         self.bus = EventBus(events)
+        self.feed, self.announcer = feed, Announcer(feed)
         self.lifecycle = Lifecycle(rescues, riders, self.bus)
         self.matcher = Matcher(geo, drivers)
         self.outbox = Outbox(messages, scheduler)
@@ -162,7 +168,7 @@ class Services(Core):
             metrics=PrometheusMetrics(),
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
-            help_requests=MongoHelpRequests(db))
+            help_requests=MongoHelpRequests(db), feed=RedisFeed(redis))
 
     @cached_property
     def locator(self) -> Locator:

@@ -203,6 +203,11 @@ class GeoIndex(Protocol):
         """Driver ids and distances in km, nearest first."""
 
 
+class ChangeFeed(Protocol):
+    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        """Tell whoever listens on `channel` (open pages) that something changed."""
+
+
 class Locks(Protocol):
     def hold(self, name: str, ttl_seconds: float, wait_seconds: float) -> AbstractContextManager[bool]:
         """A lock across every process; yields whether it was taken within `wait_seconds`."""

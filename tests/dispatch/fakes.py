@@ -474,6 +474,14 @@ class FakeGeo:
         return [(i, km) for km, i in found if km <= radius_km][:CANDIDATES_PER_STEP]
 
 
+class FakeFeed:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        self.published.append((channel, payload))
+
+
 class FakeLocks:
     def __init__(self) -> None:
         self.held: set[str] = set()
@@ -586,4 +594,4 @@ def core(settings: Settings | None = None) -> Core:
                 offers=FakeOffers(), messages=FakeMessages(), optouts=FakeOptOuts(), ledger=FakeLedger(),
                 stripe_events=FakeStripeEvents(), events=FakeEventStore(), geo=FakeGeo(), locks=FakeLocks(),
                 scheduler=FakeScheduler(), metrics=FakeMetrics(), gateway=FakeGateway(), sender=FakeSender(),
-                help_requests=FakeHelpRequests())
+                help_requests=FakeHelpRequests(), feed=FakeFeed())
