@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from conversations.webhooks import bp as twilio_bp
     from dispatch.http.api import api, health
     from dispatch.http.auth import session_secret
+    from dispatch.http.links import bp as links_bp
     from dispatch.http.pages import bp as web_bp
     from dispatch.http.payments import bp as payments_bp
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(health)
     app.register_blueprint(payments_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(links_bp)
     app.secret_key = session_secret(settings.admin_token, settings.secret_key)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))

@@ -102,6 +102,8 @@ class Turn:
     driver: Driver | None = None
     lang: str = ENGLISH  # the words of replies and texts to this person
     created: Rescue | None = None
+    # Words every reply of this turn may use (a rider's driver, ETA and tracking link).
+    context: dict[str, Any] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
     results: list[DriverResult] = field(default_factory=list)
 
@@ -299,7 +301,9 @@ class Engine:
                           quote=self.svc.current_quote, open_rescue=open_rescue,
                           aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel)
         result = rider.step(convo.state, convo.data, body, ctx)
-        turn = self.run(Turn(key, sid, channel=channel, lang=convo.language), result.effects)
+        replies = any(isinstance(e, Reply) for e in result.effects)
+        turn = self.run(Turn(key, sid, channel=channel, lang=convo.language,
+                             context=self._rescue_context(open_rescue) if replies else {}), result.effects)
         if channel == m.SMS:
             self._reply(key, sid, turn.texts)
         self.conversations.save(convo, result.state, result.data, applied_key=sid)
@@ -307,8 +311,19 @@ class Engine:
         return result
 
     # -- effect handlers -----------------------------------------------------------------
+    def _rescue_context(self, rescue: Rescue | None) -> dict[str, Any]:
+        """For a rider whose rescue has a driver: the driver (first name, vehicle), the ETA every
+        surface shows, and the tracking link (PRODUCT.md §9), for the replies that mention them
+        (STATUS)."""
+        driver = self.svc.drivers.get(rescue.driver_id) if rescue and rescue.driver_id else None
+        if driver is None:
+            return {}
+        return {"driver": driver, "eta": self.svc.tracking.eta_minutes(rescue, driver),
+                "track_url": self.svc.links.track_url(rescue)}
+
     def _say(self, turn: Turn, effect: Reply) -> None:
-        turn.texts.append(say(effect.template, lang=turn.lang, **{"rescue": turn.created, **effect.context}))
+        context = {"rescue": turn.created, **turn.context, **effect.context}
+        turn.texts.append(say(effect.template, lang=turn.lang, **context))
 
     def _send_text(self, turn: Turn, effect: SendText) -> None:
         self.svc.outbox.queue_text(turn.phone, say(effect.template, lang=turn.lang, **effect.context),

@@ -314,7 +314,8 @@ def driver_choice(caller: str):
         elif digit == "1":
             (result,) = _run(caller, [Accept()], driver=driver).results
             if isinstance(result, Accepted):
-                _run(caller, [SendText("job_details", {"rescue": result.rescue}, key=f"voice-job:{offer_id}",
+                details = {"rescue": result.rescue, "job_url": result.job_url}
+                _run(caller, [SendText("job_details", details, key=f"voice-job:{offer_id}",
                                        rescue_id=result.rescue.id)])
                 response.say(speak("driver_accepted", rescue=result.rescue))
             else:

@@ -9,10 +9,10 @@ from dispatch.config import Settings
 from dispatch.model import events as ev
 from dispatch.model.clock import iso, now_ms
 from dispatch.model.driver import Driver
-from dispatch.model.geo import Point, eta_minutes
 from dispatch.model.phones import mask
-from dispatch.model.rescue import CRASH, DRIVER_BOUND, SEARCHING, UNFULFILLED, Rescue
+from dispatch.model.rescue import CRASH, SEARCHING, UNFULFILLED, Rescue
 from dispatch.ports import DriverRepository, EventStore, RescueRepository
+from dispatch.tracking import Tracking
 
 LONG_SEARCH_MS = 5 * 60 * 1000
 RECENT_MS = 24 * 3600 * 1000
@@ -32,8 +32,9 @@ def _flags(rescue: Rescue, now: int) -> list[str]:
 
 class Board:
     def __init__(self, settings: Settings, rescues: RescueRepository, drivers: DriverRepository,
-                 events: EventStore) -> None:
+                 events: EventStore, tracking: Tracking) -> None:
         self.settings, self.rescues, self.drivers, self.events = settings, rescues, drivers, events
+        self.tracking = tracking
 
     def board(self) -> dict[str, Any]:
         now = now_ms()
@@ -49,9 +50,7 @@ class Board:
                 "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}
 
     def _row(self, r: Rescue, driver: Driver | None, now: int) -> dict[str, Any]:
-        eta = None
-        if driver and r.status in DRIVER_BOUND:
-            eta = eta_minutes(driver.point, Point.from_json(r.pickup), self.settings.eta_speed_kmh)
+        eta = self.tracking.eta_minutes(r, driver)
         return {"id": r.id, "code": r.code, "status": r.status, "age_s": (now - r.created_at) // 1000,
                 "problem": r.problem_label, "pickup": r.pickup, "rider": mask(r.rider_phone),
                 "driver": driver.name if driver else None, "driver_id": r.driver_id, "eta_min": eta,

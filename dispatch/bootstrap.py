@@ -23,9 +23,11 @@ from dispatch.adapters.mongo.drivers import MongoDrivers
 from dispatch.adapters.mongo.events import MongoEventStore
 from dispatch.adapters.mongo.help_requests import MongoHelpRequests
 from dispatch.adapters.mongo.ledger import MongoLedger, MongoStripeEvents
+from dispatch.adapters.mongo.links import MongoLinks
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.mongo.offers import MongoOffers
 from dispatch.adapters.mongo.rescues import MongoRescues, MongoRiders
+from dispatch.adapters.osrm import OsrmRouter
 from dispatch.adapters.redis_feed import RedisFeed
 from dispatch.adapters.redis_geo import RedisGeoIndex
 from dispatch.adapters.redis_guards import RedisLimits, RedisLocks
@@ -37,6 +39,7 @@ from dispatch.config import Settings, load_settings
 from dispatch.dispatcher import Dispatcher
 from dispatch.help_desk import HelpDesk
 from dispatch.lifecycle import Lifecycle
+from dispatch.links import Links
 from dispatch.matching import Matcher
 from dispatch.messaging import Delivery, Outbox
 from dispatch.model import events as ev
@@ -51,6 +54,7 @@ from dispatch.ports import (
     GeoIndex,
     HelpRequestStore,
     Ledger,
+    LinkStore,
     Locks,
     MessageStore,
     Metrics,
@@ -59,18 +63,20 @@ from dispatch.ports import (
     PaymentGateway,
     RescueRepository,
     RiderRepository,
+    Router,
     Scheduler,
     Sender,
     StripeEventLog,
 )
 from dispatch.sweeper import Sweeper
+from dispatch.tracking import Tracking
 
 log = structlog.get_logger(__name__)
 
 
 def event_handlers(svc: Core) -> dict[type[ev.Event], Sequence[Handler]]:
     """Everything that follows from each kind of change, in the order it runs."""
-    d, n, p, m = svc.dispatcher, svc.notifier, svc.payments, svc.metrics
+    d, n, p, m, t = svc.dispatcher, svc.notifier, svc.payments, svc.metrics, svc.tracking
     assigned = time_to_assign(svc.rescues, m)
     table: dict[type[ev.Event], list[Handler]] = {
         ev.RescueRequested: [d.dispatch_soon],
@@ -78,8 +84,10 @@ def event_handlers(svc: Core) -> dict[type[ev.Event], Sequence[Handler]]:
         ev.OfferDeclined: [d.dispatch_soon, m.offer_outcome],
         ev.OfferExpired: [d.dispatch_soon, n.offer_expired, m.offer_outcome],
         ev.OfferWithdrawn: [n.offer_withdrawn, m.offer_outcome],
-        ev.DriverAssigned: [n.driver_assigned, m.offer_outcome, assigned],
-        ev.DriverReassigned: [n.driver_reassigned],
+        ev.DriverAssigned: [t.refresh, n.driver_assigned, m.offer_outcome, assigned],
+        ev.DriverReassigned: [t.refresh, n.driver_reassigned],
+        ev.DriverLocationUpdated: [t.refresh, t.check_arriving],
+        ev.DriverArriving: [n.driver_arriving],
         ev.DriverArrived: [n.driver_arrived],
         ev.DriverDropped: [d.dispatch_soon, n.driver_dropped],
         ev.RescueCompleted: [n.completed, p.link_soon],
@@ -113,7 +121,8 @@ class Core:
                  drivers: DriverRepository, offers: OfferRepository, messages: MessageStore, optouts: OptOutRegistry,
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
                  scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
-                 help_requests: HelpRequestStore, feed: ChangeFeed) -> None:
+                 help_requests: HelpRequestStore, feed: ChangeFeed, links: LinkStore,
+                 router: Router | None = None) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
@@ -124,11 +133,13 @@ class Core:
         self.matcher = Matcher(geo, drivers)
         self.outbox = Outbox(messages, scheduler)
         self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status")
+        self.links = Links(settings, links, rescues, drivers)
+        self.tracking = Tracking(settings, rescues, drivers, self.bus, router)
         self.dispatcher = Dispatcher(settings, self.lifecycle, rescues, drivers, offers, self.matcher, self.bus,
-                                     scheduler, locks)
-        self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers)
+                                     scheduler, locks, self.links)
+        self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers, self.tracking, self.links)
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
-        self.board = Board(settings, rescues, drivers, events)
+        self.board = Board(settings, rescues, drivers, events, self.tracking)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler)
@@ -168,7 +179,8 @@ class Services(Core):
             metrics=PrometheusMetrics(),
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
-            help_requests=MongoHelpRequests(db), feed=RedisFeed(redis))
+            help_requests=MongoHelpRequests(db), feed=RedisFeed(redis), links=MongoLinks(db),
+            router=OsrmRouter(settings) if settings.routing_url else None)
 
     @cached_property
     def locator(self) -> Locator:

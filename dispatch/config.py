@@ -16,6 +16,9 @@ from dispatch.model.pricing import Pricing
 __all__ = ["ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings"]
 
 
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+
 class ConfigError(RuntimeError):
     """Raised when the environment cannot produce a safe configuration."""
 
@@ -51,8 +54,15 @@ class Settings:
     rider_update_seconds: int = 180
     driver_share: float = 0.75
     sweep_seconds: float = 10.0
-    # Van speed through city traffic, for the ETA quoted to riders.
+    # Van speed through city traffic, for the ETA quoted to riders when no routing engine answers.
     eta_speed_kmh: float = 20.0
+    # An OSRM-compatible routing engine (its /route API) for ETAs by road; unset: by distance.
+    routing_url: str | None = None
+    routing_timeout_seconds: float = 1.5
+    # Tile URL template for the maps (status page, live links).
+    map_tiles_url: str = OSM_TILES
+    # Unknown live-link tokens one client address may try per minute before it is refused (429).
+    link_misses_per_minute: int = 30
     service_area: ServiceArea = field(default_factory=lambda: ServiceArea(40.7580, -73.9855, 15.0))
     max_trip_miles: float = 10.0
     geocoder: str = "none"
@@ -150,6 +160,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rider_update_seconds=int(get("RIDER_UPDATE_SECONDS", "180")),
         driver_share=float(get("DRIVER_SHARE", "0.75")),
         eta_speed_kmh=float(get("ETA_SPEED_KMH", "20")),
+        routing_url=(get("ROUTING_URL") or "").rstrip("/") or None,
+        routing_timeout_seconds=float(get("ROUTING_TIMEOUT_SECONDS", "1.5")),
+        map_tiles_url=get("MAP_TILES_URL", OSM_TILES),
+        link_misses_per_minute=int(get("LINK_MISSES_PER_MINUTE", "30")),
         sweep_seconds=float(get("SWEEP_SECONDS", "10")),
         service_area=area,
         max_trip_miles=float(get("MAX_TRIP_MILES", "10")),

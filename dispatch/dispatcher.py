@@ -17,6 +17,7 @@ import structlog
 from dispatch.bus import EventBus
 from dispatch.config import Settings
 from dispatch.lifecycle import ExpectationFailed, Lifecycle
+from dispatch.links import Links
 from dispatch.matching import Matcher
 from dispatch.model import events as ev
 from dispatch.model import offer as of
@@ -43,6 +44,7 @@ EXPIRED_COOL_OFF_TIMEOUTS = 2
 @dataclass(frozen=True)
 class Accepted:
     rescue: Rescue
+    job_url: str  # the driver's job page (PRODUCT.md §9), for the job's details
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,10 @@ DriverResult = (Accepted | Declined | OfferTaken | OfferTooLate | NoOpenOffer | 
 class Dispatcher:
     def __init__(self, settings: Settings, lifecycle: Lifecycle, rescues: RescueRepository,
                  drivers: DriverRepository, offers: OfferRepository, matcher: Matcher, bus: EventBus,
-                 scheduler: Scheduler, locks: Locks) -> None:
+                 scheduler: Scheduler, locks: Locks, links: Links) -> None:
         self.settings, self.lifecycle, self.rescues = settings, lifecycle, rescues
         self.drivers, self.offers, self.matcher = drivers, offers, matcher
-        self.bus, self.scheduler, self.locks = bus, scheduler, locks
+        self.bus, self.scheduler, self.locks, self.links = bus, scheduler, locks, links
 
     # -- event handlers (dispatch.bootstrap) -------------------------------------------------
     def dispatch_soon(self, event: ev.Event) -> None:
@@ -252,7 +254,7 @@ class Dispatcher:
         self.drivers.move(driver.id, None, status=ON_JOB, rescue_id=rescue.id, offer_id=None)
         self._withdraw_offers(rescue.id, reason="taken", keep=offer.id)
         log.info("offer_accepted", rescue_id=rescue.id, offer_id=offer.id, driver_id=driver.id)
-        return Accepted(rescue)
+        return Accepted(rescue, self.links.job_url(rescue, driver.id))
 
     def resolve_stuck_acceptance(self, offer: Offer) -> None:
         """A process died between claiming an offer and assigning the rescue: finish either way."""
@@ -384,12 +386,16 @@ class Dispatcher:
         self.matcher.geo.remove(driver.id)
         return Offline()
 
-    def update_location(self, driver: Driver, point: Point) -> DriverResult:
+    def update_location(self, driver: Driver, point: Point, accuracy_m: float | None = None) -> DriverResult:
+        """A new position (texted, or from the job page with the phone's accuracy): the record,
+        the geo index once the driver is free, and for a driver on a job an event (the ETA, the
+        arriving text and open pages follow from it)."""
         updated = self.drivers.set_location(driver.id, point.to_json(), now_ms())
         self._back_in_service(updated, WAITING_LOOKS)
         if updated.rescue_id:
             self.bus.publish(ev.DriverLocationUpdated(rescue_id=updated.rescue_id, by=f"driver:{driver.id}",
-                                                      lat=point.lat, lng=point.lng))
+                                                      lat=point.lat, lng=point.lng, driver_id=driver.id,
+                                                      accuracy_m=accuracy_m))
         return Located(updated, point.label)
 
     # -- dispatcher overrides ----------------------------------------------------------------

@@ -8,44 +8,49 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.config import Settings
+from dispatch.links import Links
 from dispatch.messaging import Outbox
 from dispatch.model import events as ev
 from dispatch.model import offer as of
 from dispatch.model.driver import Driver
-from dispatch.model.geo import Point, eta_minutes
 from dispatch.model.rescue import Rescue
 from dispatch.ports import DriverRepository, OfferRepository, RescueRepository
 from dispatch.texts import say
+from dispatch.tracking import Tracking
 
 
 class Notifier:
     def __init__(self, settings: Settings, outbox: Outbox, rescues: RescueRepository,
-                 drivers: DriverRepository, offers: OfferRepository) -> None:
+                 drivers: DriverRepository, offers: OfferRepository, tracking: Tracking, links: Links) -> None:
         self.settings, self.outbox = settings, outbox
         self.rescues, self.drivers, self.offers = rescues, drivers, offers
+        self.tracking, self.links = tracking, links
 
     # -- helpers ---------------------------------------------------------------------------
     def _driver(self, driver_id: str | None) -> Driver | None:
         return self.drivers.get(driver_id) if driver_id else None
 
-    def _text(self, event: ev.Event, role: str, to: Rescue | Driver | None, template: str, **context: Any) -> None:
-        """To the rider (`to` their rescue) or a driver, in their own language."""
+    def _text(self, event: ev.Event, role: str, to: Rescue | Driver | None, template: str, *, key: str | None = None,
+              **context: Any) -> None:
+        """To the rider (`to` their rescue) or a driver, in their own language; once per event
+        and role unless `key` says what makes it one text."""
         if to is None:
             return
         phone = to.rider_phone if isinstance(to, Rescue) else to.phone
-        self.outbox.queue_text(phone, say(template, lang=to.language, **context), key=f"evt:{event.id}:{role}",
+        self.outbox.queue_text(phone, say(template, lang=to.language, **context), key=key or f"evt:{event.id}:{role}",
                                rescue_id=event.rescue_id, kind=template)
 
     def _rescue(self, event: ev.Event) -> Rescue:
         return self.rescues.get(event.rescue_id)
 
-    def eta(self, driver: Driver | None, rescue: Rescue) -> int | None:
-        return eta_minutes(driver.point if driver else None, Point.from_json(rescue.pickup),
-                           self.settings.eta_speed_kmh)
-
     def _tell_rider_assigned(self, event: ev.Event, rescue: Rescue, driver: Driver) -> None:
         self._text(event, "rider", rescue, "rider_driver_assigned", rescue=rescue, driver=driver,
-                   eta=self.eta(driver, rescue))
+                   eta=self.tracking.eta_minutes(rescue, driver), track_url=self.links.track_url(rescue))
+
+    def _job_details(self, event: ev.Event, rescue: Rescue, driver: Driver | None) -> None:
+        if driver is not None:
+            self._text(event, "driver", driver, "job_details", rescue=rescue,
+                       job_url=self.links.job_url(rescue, driver.id))
 
     # -- handlers --------------------------------------------------------------------------
     def offer_made(self, event: ev.OfferMade) -> None:
@@ -69,14 +74,20 @@ class Notifier:
         rescue, driver = self._rescue(event), self._driver(event.driver_id)
         self._tell_rider_assigned(event, rescue, driver)
         if not event.by.startswith("driver:"):  # a driver who accepted already got the details as a reply
-            self._text(event, "driver", driver, "job_details", rescue=rescue)
+            self._job_details(event, rescue, driver)
 
     def driver_reassigned(self, event: ev.DriverReassigned) -> None:
         rescue, driver = self._rescue(event), self._driver(event.driver_id)
         previous = self._driver(event.previous_driver_id)
         self._tell_rider_assigned(event, rescue, driver)
-        self._text(event, "driver", driver, "job_details", rescue=rescue)
+        self._job_details(event, rescue, driver)
         self._text(event, "previous", previous, "driver_taken_off", rescue=rescue)
+
+    def driver_arriving(self, event: ev.DriverArriving) -> None:
+        """Once per rescue (the key), even if the event were ever made twice."""
+        rescue = self._rescue(event)
+        self._text(event, "rider", rescue, "rider_driver_arriving", key=f"arriving:{rescue.id}", rescue=rescue,
+                   driver=self._driver(event.driver_id))
 
     def driver_arrived(self, event: ev.DriverArrived) -> None:
         rescue = self._rescue(event)

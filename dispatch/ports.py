@@ -15,6 +15,7 @@ from dispatch.model.driver import Driver
 from dispatch.model.events import Event
 from dispatch.model.geo import Point
 from dispatch.model.help_request import HelpRequest
+from dispatch.model.link import Link
 from dispatch.model.offer import Offer
 from dispatch.model.rescue import Rescue
 
@@ -44,6 +45,10 @@ class PaymentUnavailable(RuntimeError):
 
 class GeocoderUnavailable(RuntimeError):
     """The external geocoder could not answer (timeout, error, rate limit)."""
+
+
+class RoutingUnavailable(RuntimeError):
+    """The routing engine could not answer in time (down, slow, no route): estimate instead."""
 
 
 class Busy(RuntimeError):
@@ -82,6 +87,8 @@ class RescueRepository(Protocol):
     def rate(self, rescue_id: str, stars: int, comment: str, at: int) -> Rescue | None:
         """Record the rating unless the rescue has one; the rescue, or None."""
     def latest_completed(self, rider_phone: str, updated_since: int) -> Rescue | None: ...
+    def claim_arriving(self, rescue_id: str, event_id: str, at: int) -> bool:
+        """Mark the rescue's driver as arriving, by this location event, unless it already is."""
 
 
 class RiderRepository(Protocol):
@@ -167,6 +174,16 @@ class HelpRequestStore(Protocol):
         """Resolve it if it is open; the request after, or None."""
 
 
+class LinkStore(Protocol):
+    """Live links (dispatch.model.link): one per key, found by the hash of their token."""
+    def add(self, link: Link) -> Link:
+        """Keep `link` unless its key has one already; the key's link either way."""
+    def for_key(self, key: str) -> Link | None: ...
+    def by_hash(self, token_hash: str) -> Link | None: ...
+    def replace(self, key: str, old_hash: str, link: Link) -> Link | None:
+        """Give the key's link a new token if it still has the old one; the link after, or None."""
+
+
 class OptOutRegistry(Protocol):
     def is_opted_out(self, phone: str) -> bool: ...
     def opt_out(self, phone: str, source: str) -> None: ...
@@ -239,6 +256,11 @@ class PaymentGateway(Protocol):
         """A checkout session: id, url, amount_total, expires_at. Raises PaymentUnavailable."""
     def refund(self, *, payment_intent: str, amount_cents: int, idempotency_key: str) -> dict[str, Any]:
         """A refund: id, amount, status. Raises PaymentUnavailable."""
+
+
+class Router(Protocol):
+    def drive_seconds(self, origin: Point, destination: Point) -> float:
+        """Driving time by road. Raises RoutingUnavailable."""
 
 
 class Geocoder(Protocol):

@@ -1,11 +1,15 @@
 """Every word the service says comes from `templates/`; this renders them, in English
-(`templates/sms/`, `templates/voice/`) or Spanish (their `es/` folders, a twin for each)."""
+(`templates/sms/`, `templates/voice/`) or Spanish (their `es/` folders, a twin for each), and
+reads the words of the live-link pages (`templates/links/<lang>.json`, the same keys in both)."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from dispatch.model.driver import first_name
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 ENGLISH, SPANISH = "en", "es"
@@ -17,7 +21,7 @@ def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
     env.filters["money"] = lambda cents: f"${int(cents) / 100:,.2f}"
-    env.filters["first_name"] = lambda name: (name or "").split(" ")[0]
+    env.filters["first_name"] = first_name
     return env
 
 
@@ -33,3 +37,14 @@ def say(template: str, /, lang: str = ENGLISH, **context) -> str:
 def speak(template: str, /, lang: str = ENGLISH, **context) -> str:
     """Render `templates/voice/<template>.txt` (or its Spanish twin): words for a phone call."""
     return _env().get_template(_path("voice", template, lang)).render(**context).strip()
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def _page_words(lang: str) -> str:
+    return (TEMPLATE_DIR / "links" / f"{lang}.json").read_text(encoding="utf-8")
+
+
+def page_words(lang: str = ENGLISH) -> dict:
+    """The words of the tracking and job pages in `lang` (English for anything else), for the
+    page's template and its script alike."""
+    return json.loads(_page_words(lang if lang in LANGUAGES else ENGLISH))

@@ -89,8 +89,8 @@ def step(driver: Driver, text: str, locator: Locator) -> list[Effect]:
 def reply_for(result: d.DriverResult) -> Reply:
     """The dispatcher's answer to a driver's command, in words."""
     match result:
-        case d.Accepted(rescue):
-            return Reply("job_details", {"rescue": rescue})
+        case d.Accepted(rescue, job_url):
+            return Reply("job_details", {"rescue": rescue, "job_url": job_url})
         case d.Declined(code):
             return Reply("offer_declined", {"code": code})
         case d.OfferTaken(code):

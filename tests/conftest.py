@@ -27,6 +27,7 @@ from app import Supervisor, _free_port, create_app, start_embedded_mongo, start_
 from dispatch.bootstrap import Services, build_services
 from dispatch.config import Settings, load_settings
 from tests.fakes.nominatim import FakeNominatim
+from tests.fakes.osrm import FakeOsrm
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.twilio_api import FakeTwilio
 
@@ -87,7 +88,14 @@ def fake_geocoder():
 
 
 @pytest.fixture(scope="session")
-def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, tmp_path_factory) -> dict[str, str]:
+def fake_osrm():
+    fake = FakeOsrm().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, fake_osrm, tmp_path_factory) -> dict[str, str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STRIPE_"))}
     env.update({
@@ -99,7 +107,7 @@ def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, tmp_path_factor
         "TWILIO_PHONE_NUMBER": RESCUE_NUMBER, "TWILIO_API_BASE": fake_twilio.url,
         "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url,
         "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-        "STRIPE_API_BASE": fake_stripe.url,
+        "STRIPE_API_BASE": fake_stripe.url, "ROUTING_URL": fake_osrm.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30",
         # The fuzzers send thousands of wrong tokens from 127.0.0.1;
         # tests/dispatch/http/test_auth.py sets its own limit.

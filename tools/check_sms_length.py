@@ -89,9 +89,12 @@ DRIVER_NAME = "Maximiliano Gonzalez"  # 20
 VEHICLE = "white Ford Transit Connect van"  # 30
 CANCEL_REASON = "rider says the bike is working again now"  # 40
 URL = "https://dispatch.supportcarr.com/sandbox/pay/cs_sandbox_" + "0f3c5a7e9b1d4f6a8c2e4b6d8f0a2c4e"
+# Live links (PRODUCT.md §9): a 22-character token on a public base URL longer than most.
+TRACK_URL = "https://dispatch-nyc.supportcarr.com/t/" + "Xy3_" * 5 + "Q9"
+JOB_URL = TRACK_URL.replace("/t/", "/d/")
 RELAY = {"en": "I'm outside the Duane Reade on the corner, red jacket and a black e-bike, see you",
          "es": "Estoy afuera de la farmacia de la esquina, chaqueta roja y bici negra. Aquí te espero"}
-assert len(CANCEL_REASON) == 40 and len(VEHICLE) == 30 and len(DRIVER_NAME) == 20
+assert len(CANCEL_REASON) == 40 and len(VEHICLE) == 30 and len(DRIVER_NAME) == 20 and len(TRACK_URL) == 61
 
 
 def rescue(**fields) -> Rescue:
@@ -114,6 +117,7 @@ def base_context(lang: str) -> dict:
         "quote": Quote(cents=12345, miles=9.8, billable_miles=9.8, surge=2.33, base_cents=2500,
                        per_mile_cents=350),
         "quote_cents": 12345, "amount_cents": 12345, "url": URL, "max_miles": 10.0, "miles": 12.3,
+        "track_url": TRACK_URL, "job_url": JOB_URL,
         "distance_km": 15.5, "seconds": 120, "minutes": 15, "eta": 45, "stars": 5,
         "purpose": "dropoff", "to": "rider", "choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES],
         "commands": commands_for("offered"), "action": "arrive", "repeat": False,

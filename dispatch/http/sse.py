@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from flask import Response, stream_with_context
 
@@ -17,8 +18,12 @@ RETRY_MS = 3000
 _open = threading.BoundedSemaphore(MAX_STREAMS_PER_PROCESS)
 
 
-def stream(feed, channels: list[str], event_name: str) -> Response | None:
-    """An SSE response naming each change `event_name`; None when this process has no stream to spare."""
+def stream(feed, channels: list[str], event_name: str,
+           render: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> Response | None:
+    """An SSE response naming each change `event_name`; None when this process has no stream to spare.
+
+    With `render`, each change is sent as what `render` makes of it (a page's new state, say),
+    or not at all when it makes None."""
     if not _open.acquire(blocking=False):
         return None
 
@@ -29,8 +34,10 @@ def stream(feed, channels: list[str], event_name: str) -> Response | None:
             for change in feed.listen(channels, HEARTBEAT_SECONDS, until):
                 if change is None:
                     yield ": heartbeat\n\n"
-                else:
-                    yield f"event: {event_name}\ndata: {json.dumps(change[1], separators=(',', ':'))}\n\n"
+                    continue
+                data = render(change[1]) if render else change[1]
+                if data is not None:
+                    yield f"event: {event_name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
         finally:
             _open.release()
 

@@ -50,6 +50,11 @@ def commands_in(status: str) -> list[str]:
     return [command for command, sources, _ in LIFECYCLE if status in sources]
 
 
+def first_name(name: str | None) -> str:
+    """What riders see of a driver's name."""
+    return (name or "").strip().split(" ")[0]
+
+
 class DuplicateDriver(ValueError):
     """A driver with this phone number is already registered."""
 

@@ -215,6 +215,17 @@ class DriverLocationUpdated(Event):
     TYPE = "driver_location_updated"
     lat: float
     lng: float
+    driver_id: str = ""
+    # How far off the phone says the position may be; None for a texted place or pin.
+    accuracy_m: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriverArriving(Event):
+    """The driver came within reach of the pickup (PRODUCT.md §9): once per rescue."""
+    TYPE = "driver_arriving"
+    driver_id: str
+    metres: int
 
 
 @dataclass(frozen=True, kw_only=True)

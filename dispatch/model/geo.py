@@ -53,7 +53,8 @@ _DECIMAL = r"[-+]?\d{1,3}\.\d+"
 _BARE_PAIR = re.compile(rf"(?<![\d.])({_DECIMAL})\s*[,;]\s*({_DECIMAL})(?!\.?\d)")
 
 
-def _valid(lat: float, lng: float) -> bool:
+def valid_coordinates(lat: float, lng: float) -> bool:
+    """On the globe, and not the (0, 0) a broken GPS or parser reports."""
     return -90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0 and not (lat == 0.0 and lng == 0.0)
 
 
@@ -69,7 +70,7 @@ def parse_coordinates(text: str) -> Point | None:
                 lat, lng = float(match.group(1)), float(match.group(2))
             except ValueError:
                 continue
-            if _valid(lat, lng):
+            if valid_coordinates(lat, lng):
                 return Point(lat, lng, f"{lat:.5f},{lng:.5f}")
     return None
 
@@ -94,9 +95,13 @@ def bounding_box(area: ServiceArea) -> tuple[Point, Point]:
     return Point(area.lat - dlat, area.lng - dlng), Point(area.lat + dlat, area.lng + dlng)
 
 
+def eta_for_drive(seconds: float) -> int:
+    """Minutes to quote for a drive of `seconds`: parking and finding the rider on top."""
+    return max(MIN_ETA_MINUTES, round(seconds / 60) + ETA_SLACK_MINUTES)
+
+
 def eta_minutes(driver_at: Point | None, pickup: Point, speed_kmh: float) -> int | None:
     """Minutes until a driver at `driver_at` reaches the pickup at an average city speed."""
     if driver_at is None:
         return None
-    km = distance_km(driver_at, pickup)
-    return max(MIN_ETA_MINUTES, round(km / speed_kmh * 60) + ETA_SLACK_MINUTES)
+    return eta_for_drive(distance_km(driver_at, pickup) / speed_kmh * 3600)

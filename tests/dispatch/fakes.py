@@ -28,9 +28,10 @@ from dispatch.model.driver import AVAILABLE, ONLINE_STATUSES, Driver, DuplicateD
 from dispatch.model.events import Event
 from dispatch.model.geo import Point, distance_km
 from dispatch.model.help_request import HelpRequest
+from dispatch.model.link import Link
 from dispatch.model.offer import Offer
 from dispatch.model.rescue import COMPLETED, OPEN_STATUSES, PAY_NONE, SEARCHING, STATUSES, UNFULFILLED, Rescue
-from dispatch.ports import ANY, PaymentUnavailable, SendFailed
+from dispatch.ports import ANY, PaymentUnavailable, RoutingUnavailable, SendFailed
 
 CANDIDATES_PER_STEP = 50
 
@@ -144,6 +145,10 @@ class FakeRescues:
         found = self._newest(r for r in self.rows.values() if r.rider_phone == rider_phone
                              and r.status == COMPLETED and r.updated_at > updated_since)
         return found[0] if found else None
+
+    def claim_arriving(self, rescue_id: str, event_id: str, at: int) -> bool:
+        return self._claim(rescue_id, lambda d: d.get("arriving_at") is None,
+                           {"arriving_at": at, "arriving_event_id": event_id})
 
 
 class FakeRiders:
@@ -394,6 +399,41 @@ class FakeHelpRequests:
         return _copy(self.rows[request_id])
 
 
+class FakeLinks:
+    def __init__(self) -> None:
+        self.rows: dict[str, Link] = {}
+
+    def add(self, link: Link) -> Link:
+        return _copy(self.rows.setdefault(link.key, _copy(link)))
+
+    def for_key(self, key: str) -> Link | None:
+        return _copy(self.rows.get(key))
+
+    def by_hash(self, token_hash: str) -> Link | None:
+        return next((_copy(link) for link in self.rows.values() if link.token_hash == token_hash), None)
+
+    def replace(self, key: str, old_hash: str, link: Link) -> Link | None:
+        current = self.rows.get(key)
+        if current is None or current.token_hash != old_hash:
+            return None
+        self.rows[key] = replace(current, token_hash=link.token_hash, nonce=link.nonce)
+        return _copy(self.rows[key])
+
+
+@dataclass
+class FakeRouter:
+    """Drive times from a fixed speed over the straight line; `down` makes it fail as an outage would."""
+    kmh: float = 12.0
+    down: bool = False
+    asked: list[tuple[Point, Point]] = field(default_factory=list)
+
+    def drive_seconds(self, origin: Point, destination: Point) -> float:
+        self.asked.append((origin, destination))
+        if self.down:
+            raise RoutingUnavailable("fake outage")
+        return distance_km(origin, destination) / self.kmh * 3600
+
+
 class FakeOptOuts:
     def __init__(self) -> None:
         self.out: set[str] = set()
@@ -588,10 +628,10 @@ class FakeSender:
         return []
 
 
-def core(settings: Settings | None = None) -> Core:
+def core(settings: Settings | None = None, router: FakeRouter | None = None) -> Core:
     """The real business rules over fresh fakes."""
     return Core(settings or Settings(), rescues=FakeRescues(), riders=FakeRiders(), drivers=FakeDrivers(),
                 offers=FakeOffers(), messages=FakeMessages(), optouts=FakeOptOuts(), ledger=FakeLedger(),
                 stripe_events=FakeStripeEvents(), events=FakeEventStore(), geo=FakeGeo(), locks=FakeLocks(),
                 scheduler=FakeScheduler(), metrics=FakeMetrics(), gateway=FakeGateway(), sender=FakeSender(),
-                help_requests=FakeHelpRequests(), feed=FakeFeed())
+                help_requests=FakeHelpRequests(), feed=FakeFeed(), links=FakeLinks(), router=router)

@@ -55,6 +55,7 @@ def ensure_indexes(db: Database) -> None:
     db.stripe_events.create_index("rescue_id")
     db.help_requests.create_index("open_key", unique=True)
     db.help_requests.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    db.links.create_index("token_hash", unique=True)
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

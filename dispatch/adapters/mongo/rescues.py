@@ -116,6 +116,11 @@ class MongoRescues:
                                    "updated_at": {"$gt": updated_since}}).sort([("created_at", -1)]).limit(1))
         return Rescue.from_doc(docs[0]) if docs else None
 
+    def claim_arriving(self, rescue_id: str, event_id: str, at: int) -> bool:
+        result = self.col.update_one({"_id": rescue_id, "arriving_at": None},
+                                     {"$set": {"arriving_at": at, "arriving_event_id": event_id}})
+        return result.modified_count == 1
+
 
 class MongoRiders:
     """The rider's profile: how often they needed us, and when last."""

@@ -212,7 +212,7 @@ def test_a_position_on_a_job_is_on_the_timeline(c):
     c.dispatcher.accept(c.drivers.get(driver.id))
     located = c.dispatcher.update_location(c.drivers.get(driver.id), Point(*north(0.1), "5th Ave & 14th"))
     assert located == d.Located(c.drivers.get(driver.id), "5th Ave & 14th")
-    assert c.events.types(rescue.id)[-1] == "driver_location_updated"
+    assert "driver_location_updated" in c.events.types(rescue.id)
     assert driver.id not in c.geo.points, "a driver on a job is not a candidate"
 
 

@@ -69,10 +69,11 @@ def test_everyone_is_texted_in_their_own_language(c):
     c.dispatcher.dispatch(rescue.id)
     c.dispatcher.accept(c.drivers.get(driver.id))
     [assigned] = c.messages.to(rescue.rider_phone)
-    expected = say("rider_driver_assigned", lang="es", rescue=c.rescues.get(rescue.id),
-                   driver=c.drivers.get(driver.id), eta=c.notifier.eta(c.drivers.get(driver.id), rescue))
+    rescue, track_url = c.rescues.get(rescue.id), c.links.track_url(rescue)
+    expected = say("rider_driver_assigned", lang="es", rescue=rescue, driver=c.drivers.get(driver.id),
+                   eta=c.tracking.eta_minutes(rescue, c.drivers.get(driver.id)), track_url=track_url)
     assert assigned["body"] == expected and assigned["body"] != say(
-        "rider_driver_assigned", rescue=c.rescues.get(rescue.id), driver=c.drivers.get(driver.id), eta=3)
+        "rider_driver_assigned", rescue=rescue, driver=c.drivers.get(driver.id), eta=3, track_url=track_url)
     [offer] = c.messages.to(driver.phone)
     assert offer["body"].startswith(say("driver_offer", lang="es", rescue=c.rescues.get(rescue.id),
                                         distance_km=0.0, seconds=c.settings.offer_timeout_seconds)[:20])
