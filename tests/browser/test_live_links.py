@@ -166,3 +166,34 @@ def test_a_refused_location_permission_is_explained(browser, live_service, job):
         expect(page.get_by_role("button", name="Share my location")).to_be_visible()
     finally:
         context.close()
+
+
+def test_a_spanish_riders_page_is_in_spanish_down_to_the_map_controls(browser, live_service, services, slate):
+    import uuid
+
+    from dispatch.model.driver import Driver
+    from dispatch.model.geo import Point
+    from tests.conftest import new_number
+
+    driver = Driver.new(new_number(), "Luz Marina Ortiz", "camioneta blanca")
+    services.drivers.add(driver)
+    services.dispatcher.update_location(driver, Point(40.7410, -73.9897, "pin"))
+    r = services.lifecycle.create(request_key=f"es-page-{uuid.uuid4().hex}", rider_phone=new_number(),
+                                  pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"}, dropoff=None,
+                                  problem="flat_tire", problem_note="", quote_cents=2800, trip_miles=1.0, surge=1.0,
+                                  channel="sms", language="es")
+    services.dispatcher.assign(r.id, driver.id)
+    context = phone_context(browser, live_service)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(services.links.track_url(services.rescues.get(r.id)))
+        expect(page.locator("html")).to_have_attribute("lang", "es")
+        expect(page.locator("#status")).to_have_text("Tu conductor va en camino")
+        expect(page.locator("#driver")).to_have_text("Luz viene en camioneta blanca")
+        expect(page.locator("#eta")).to_have_text(re.compile(r"^Llega en unos \d+ min$"))
+        expect(page.get_by_title("Acercar")).to_be_visible()
+        expect(page.get_by_title("Alejar")).to_be_visible()
+        wait_marker(page, 40.7410, -73.9897)
+    finally:
+        context.close()

@@ -33,7 +33,8 @@
     attribution: words.attribution,
     area: config.area,
     legend: false,
-    names: { map: t.map, tiles_unavailable: words.tiles_unavailable }
+    names: { map: t.map, tiles_unavailable: words.tiles_unavailable, zoom_in: words.zoom_in,
+             zoom_out: words.zoom_out }
   });
   var stops = [{ id: "pickup", lat: job.pickup.lat, lng: job.pickup.lng, kind: "rescue", status: "assigned",
                  label: t.pickup }];

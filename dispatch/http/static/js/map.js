@@ -250,8 +250,8 @@
    * Make a map in `el`, centred on the service area.
    * opts: tilesUrl (template, may be empty or unreachable), attribution (HTML, trusted),
    * area {lat, lng, radius_km}, legend (true | false | {rescue: [...], driver: [...], line: [...]}),
-   * names (status -> display text, plus legend / rescues / drivers / lines / tiles_unavailable:
-   * for the Spanish pages), onSelect(fn({layer, id, kind})) when a marker is clicked,
+   * names (status -> display text, plus legend / rescues / drivers / lines / tiles_unavailable /
+   * zoom_in / zoom_out / map: for the Spanish pages), onSelect(fn({layer, id, kind})) when a marker is clicked,
    * zoom (start zoom; default: fit the area), maxZoom (default 19).
    */
   function create(el, opts) {
@@ -260,7 +260,7 @@
     if (!area || !finite(area.lat) || !finite(area.lng)) {
       throw new Error("SCMap.create: opts.area {lat, lng, radius_km} is required");
     }
-    var map = L.map(el, { zoomControl: true, maxZoom: opts.maxZoom || 19 });
+    var map = L.map(el, { zoomControl: false, maxZoom: opts.maxZoom || 19 });
     var s = {
       area: area,
       groups: dict(),
@@ -268,6 +268,8 @@
       onSelect: typeof opts.onSelect === "function" ? opts.onSelect : null,
       notice: null
     };
+    L.control.zoom({ zoomInTitle: s.names.zoom_in || "Zoom in", zoomOutTitle: s.names.zoom_out || "Zoom out" })
+      .addTo(map);
     states.set(map, s);
     if (!el.hasAttribute("aria-label")) {
       el.setAttribute("aria-label", s.names.map || "Map of rescues and drivers");

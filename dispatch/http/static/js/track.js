@@ -30,7 +30,8 @@
     attribution: words.attribution,
     area: config.area,
     legend: false,
-    names: { map: t.map, tiles_unavailable: words.tiles_unavailable }
+    names: { map: t.map, tiles_unavailable: words.tiles_unavailable, zoom_in: words.zoom_in,
+             zoom_out: words.zoom_out }
   });
   var current = null;
   var centred = false;
