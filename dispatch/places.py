@@ -1,7 +1,8 @@
-"""Turning what people text into places: coordinates, the built-in gazetteer, a geocoder.
+"""Turning what people text into places: coordinates and map links, the demo city's landmarks
+(the gazetteer) and street grid, a geocoder.
 
-The flows depend only on `Locator`; a geocoder (`dispatch.adapters.nominatim`) is a port
-behind it.
+The flows depend only on `Locator`; a geocoder (`dispatch.adapters.geocoders`) and the
+follower of short map links (`dispatch.adapters.map_links`) are ports behind it.
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from dispatch.model.geo import Point, parse_coordinates
-from dispatch.ports import Geocoder, GeocoderUnavailable
+from dispatch.model.geo import Point
+from dispatch.model.location_text import coordinate_label, find_short_link, parse_location
+from dispatch.model.street_grid import StreetGrid
+from dispatch.ports import Geocoder, GeocoderUnavailable, LinkResolver, MapLinkUnreadable
 
 MAX_CHOICES = 5
 
@@ -54,14 +57,19 @@ class Gazetteer:
     def names(self) -> list[str]:
         return [e.point.label for e in self._entries]
 
+    def exact(self, query: str) -> list[Point]:
+        """The places whose name or alias is exactly `query` (several share "central park")."""
+        q = normalise_place(query)
+        return [e.point for e in self._entries if q and q in e.names][:MAX_CHOICES]
+
     def search(self, query: str) -> list[Point]:
         """Exact name or alias first; otherwise every place whose name holds all the words."""
         q = normalise_place(query)
         if not q:
             return []
-        exact = [e.point for e in self._entries if q in e.names]
+        exact = self.exact(query)
         if exact:
-            return exact[:MAX_CHOICES]
+            return exact
         tokens = [t for t in q.split() if t not in _STOP_TOKENS]
         if not tokens:
             return []
@@ -81,24 +89,68 @@ class Gazetteer:
 
 
 class Locator:
-    """Coordinates and map links first, then the gazetteer, then the geocoder if configured."""
+    """Where a text says a place is: what it carries itself (coordinates, a map link, a Plus
+    Code), then the demo city's landmarks and street grid, then the geocoder if one is set."""
 
-    def __init__(self, gazetteer: Gazetteer, geocoder: Geocoder | None = None) -> None:
+    def __init__(self, gazetteer: Gazetteer, *, streets: StreetGrid | None = None, geocoder: Geocoder | None = None,
+                 links: LinkResolver | None = None, near: tuple[float, float] | None = None) -> None:
         self.gazetteer = gazetteer
+        self.streets = streets
         self.geocoder = geocoder
+        self.links = links
+        self.near = near  # where a short Plus Code ("Q23G+GF") is recovered: the service area
 
-    def resolve(self, text: str) -> list[Point]:
-        point = parse_coordinates(text)
+    def pinpoint(self, text: str) -> Point | None:
+        """The location a text carries itself, or None. A short map link is followed to the
+        place it points at; one that leads nowhere raises MapLinkUnreadable. Bare coordinates
+        get a readable name from the geocoder, when there is one, so that what is said back
+        and shown to the driver is a place rather than numbers."""
+        point = parse_location(text, self.near)
+        if point is None:
+            link = find_short_link(text)
+            if link is None:
+                return None
+            try:
+                target = self.links.resolve(link) if self.links else None
+            except GeocoderUnavailable as exc:
+                raise MapLinkUnreadable(link) from exc
+            point = parse_location(target, self.near) if target else None
+            if point is None:
+                raise MapLinkUnreadable(link)
+        if self.geocoder and point.label == coordinate_label(point.lat, point.lng):
+            try:
+                name = self.geocoder.reverse(point)
+            except GeocoderUnavailable:
+                name = None  # the numbers are still the place
+            if name:
+                point = Point(point.lat, point.lng, name)
+        return point
+
+    def resolve(self, text: str, geocode: bool = True) -> list[Point]:
+        """Every place `text` may mean, at most MAX_CHOICES, best first; the geocoder is asked
+        only with `geocode` and only about what the city's own names do not cover. Raises
+        GeocoderUnavailable (MapLinkUnreadable for a short link)."""
+        point = self.pinpoint(text)
         if point:
             return [point]
-        found = self.gazetteer.search(text)
-        if found or self.geocoder is None:
-            return found
+        exact = self.gazetteer.exact(text)
+        if exact:
+            return exact
+        crossing = self.streets.find(text) if self.streets else []
+        if crossing:
+            return crossing[:MAX_CHOICES]
+        named = self.gazetteer.search(text) or [p for p in [self.gazetteer.find_in_text(text)] if p]
+        if named or not geocode or self.geocoder is None:
+            return named
         return self.geocoder.search(text)
 
     def spot_in_message(self, text: str) -> Point | None:
-        """A location mentioned in passing (first message): no geocoder guesswork on chatter."""
-        return parse_coordinates(text) or self.gazetteer.find_in_text(text)
+        """A location mentioned in passing (a driver's text): what the text carries, or a
+        landmark named in it; no guesswork by the geocoder or the street grid on chatter."""
+        try:
+            return self.pinpoint(text) or self.gazetteer.find_in_text(text)
+        except GeocoderUnavailable:
+            return self.gazetteer.find_in_text(text)
 
 
-__all__ = ["Gazetteer", "GeocoderUnavailable", "Locator", "MAX_CHOICES", "normalise_place"]
+__all__ = ["Gazetteer", "GeocoderUnavailable", "Locator", "MAX_CHOICES", "MapLinkUnreadable", "normalise_place"]
