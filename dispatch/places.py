@@ -28,6 +28,17 @@ _STOP_TOKENS = {"the", "near", "by", "in", "on", "im", "i'm", "i", "am", "of", "
                 "manhattan", "st"}
 
 
+# Words that say what kind of street, not which: "5th ave" names no landmark.
+_STREET_KINDS = {"st", "ave", "blvd", "pl", "sq", "rd", "dr", "street", "avenue"}
+
+
+def _names_something(text: str) -> bool:
+    """Whether a text has a word besides street numbers and kinds. A lone "9th" or "14th st" must
+    not be taken for the one landmark whose alias mentions it (the street grid reads streets)."""
+    words = normalise_place(text).split()
+    return any(w.isalpha() and w not in _STOP_TOKENS and w not in _STREET_KINDS for w in words)
+
+
 def normalise_place(text: str) -> str:
     words = re.findall(r"[a-z0-9&']+", (text or "").lower().replace("&", " & "))
     return " ".join(_ABBREVIATIONS.get(w, w) for w in words)
@@ -139,7 +150,8 @@ class Locator:
         crossing = self.streets.find(text) if self.streets else []
         if crossing:
             return crossing[:MAX_CHOICES]
-        named = self.gazetteer.search(text) or [p for p in [self.gazetteer.find_in_text(text)] if p]
+        named = (self.gazetteer.search(text) if _names_something(text) else []) or \
+            [p for p in [self.gazetteer.find_in_text(text)] if p]
         if named or not geocode or self.geocoder is None:
             return named
         return self.geocoder.search(text)

@@ -15,10 +15,23 @@ from transitions import Machine
 
 from dispatch import dispatcher as d
 from dispatch.model.driver import LIFECYCLE, OFFLINE, ON_JOB, STATUSES, Driver
+from dispatch.model.help_request import ASKED
 from dispatch.places import Locator
 from dispatch.ports import GeocoderUnavailable
 from flows import words
-from flows.effects import Accept, Decline, Drop, Effect, GoOffline, GoOnline, JobStep, Locate, Relay, Reply
+from flows.effects import (
+    Accept,
+    Decline,
+    Drop,
+    Effect,
+    GoOffline,
+    GoOnline,
+    JobStep,
+    Locate,
+    OpenHelpRequest,
+    Relay,
+    Reply,
+)
 
 # The dispatcher's own moves (offer, assign) are not a driver's commands.
 DRIVER_COMMANDS = {"go_online", "go_offline", "accept", "decline", "drive", "arrive", "load", "complete", "drop",
@@ -59,6 +72,10 @@ def _command(trigger: str) -> Effect | None:
 
 
 def step(driver: Driver, text: str, locator: Locator) -> list[Effect]:
+    if words.looks_automated(text):
+        return []  # a phone's auto-reply ("I'm driving...") answered would answer back
+    if words.intent(text) is words.Intent.HUMAN:
+        return [OpenHelpRequest(ASKED, words.clean(text), driver.rescue_id), Reply("human_requested")]
     normal = words.normalise(text)
     status = driver.status if driver.status in STATUSES else OFFLINE
     answer = ANSWER.match(normal)

@@ -203,6 +203,15 @@ def correction(text: str) -> str | None:
     return trim_place(original, start, len(body))
 
 
+_ABOUT_THE_RIDER = re.compile(r"\b(?:i'?m|i am|im|estoy)\b")
+
+
+def about_the_rider(text: str) -> bool:
+    """Whether a correction says where the rider is ("no, I'm at ..."), rather than which place
+    was wrong ("wrong place", "no its penn station"): the first always corrects the pickup."""
+    return bool(_ABOUT_THE_RIDER.search(fold(text)))
+
+
 def _anywhere(text: str) -> Intent | None:
     words = ANYWHERE.words(text)
     found = set()

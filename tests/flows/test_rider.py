@@ -13,13 +13,15 @@ from dispatch.config import Pricing, ServiceArea
 from dispatch.model.geo import Point
 from dispatch.model.pricing import Quote, quote
 from dispatch.model.rescue import Rescue
+from dispatch.model.street_grid import StreetGrid
 from dispatch.places import Gazetteer, GeocoderUnavailable, Locator
 from dispatch.texts import say
-from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply, StepResult
+from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply, SendText, StepResult
 from flows.rider import STATES, step
 
 AREA = ServiceArea(40.7580, -73.9855, 15.0)
 GAZETTEER = Gazetteer.builtin()
+STREETS = StreetGrid.builtin()
 
 
 def make_rescue(**overrides) -> Rescue:
@@ -31,22 +33,24 @@ def make_rescue(**overrides) -> Rescue:
     return Rescue.from_doc(doc)
 
 
-def make_ctx(open_rescue: Rescue | None = None, surge: float = 1.0, geocoder=None) -> FlowContext:
+def make_ctx(open_rescue: Rescue | None = None, surge: float = 1.0, geocoder=None, channel: str = "sms",
+             **more) -> FlowContext:
     quoted: list[float] = []
 
     def quote_for(miles: float) -> Quote:
         quoted.append(miles)
         return quote(Pricing(), miles, surge)
 
-    ctx = FlowContext(locator=Locator(GAZETTEER, geocoder), area=AREA, max_trip_miles=10,
-                      quote=quote_for, open_rescue=open_rescue)
+    ctx = FlowContext(locator=Locator(GAZETTEER, streets=STREETS, geocoder=geocoder, near=(AREA.lat, AREA.lng)),
+                      area=AREA, max_trip_miles=10,
+                      quote=quote_for, open_rescue=open_rescue, channel=channel, **more)
     ctx.quoted = quoted  # what the flow asked to price
     return ctx
 
 
-def render(reply: Reply, rescue: Rescue | None = None) -> str:
+def render(reply: Reply, rescue: Rescue | None = None, lang: str = "en") -> str:
     """As the engine does: the rescue just created (or given) is in every template's context."""
-    text = say(reply.template, **{"rescue": rescue or make_rescue(), **reply.context})
+    text = say(reply.template, lang=lang, **{"rescue": rescue or make_rescue(), **reply.context})
     assert text.strip(), reply.template
     return text
 
@@ -66,8 +70,10 @@ class Rider:
         json.dumps(result.data)  # stored as a document: must stay plain JSON
         for effect in result.effects:
             if isinstance(effect, Reply):
-                render(effect)
+                render(effect, lang=result.language)
         self.state, self.data, self.last = result.state, result.data, result
+        # As the engine keeps it with the conversation:
+        self.ctx.language, self.ctx.language_chosen = result.language, result.language_chosen
         return result
 
     def texts(self, *bodies: str) -> StepResult:
@@ -283,17 +289,27 @@ def test_crash_gets_the_safety_message_first(answer):
     rider = Rider()
     rider.text("at union square")
     result = rider.text(answer)
-    assert templates(result) == ["crash_safety", "ask_dropoff"]
-    assert "911" in render(reply(result, "crash_safety"))
+    # The 911 line is its own text, queued before the reply, so that no list or question buries it.
+    assert isinstance(result.effects[0], SendText) and result.effects[0].template == "crash_safety"
+    assert "911" in say("crash_safety")
+    assert templates(result) == ["ask_dropoff"]
     assert rider.data["problem"] == "crash"
 
 
 def test_crash_in_the_first_message_gets_the_safety_message_first():
     result = Rider().text("I crashed at times square, my wrist hurts")
-    assert templates(result)[0] == "crash_safety"
-    assert templates(result) == ["crash_safety", "ask_dropoff"]
+    assert [e.template for e in result.effects if isinstance(e, (SendText, Reply))] == ["crash_safety", "ask_dropoff"]
+    result = Rider().text("I crashed at central park")
+    assert [e.template for e in result.effects if isinstance(e, (SendText, Reply))] == ["crash_safety", "pick_place"]
     result = Rider().text("I crashed")
-    assert templates(result) == ["crash_safety", "welcome", "ask_location"]
+    assert [e.template for e in result.effects if isinstance(e, (SendText, Reply))] == [
+        "crash_safety", "welcome", "ask_location"]
+
+
+def test_a_crash_by_voice_is_said_in_the_call():
+    result = Rider(make_ctx(channel="voice")).text("I crashed at times square")
+    assert "crash_safety" in templates(result)
+    assert not [e for e in result.effects if isinstance(e, SendText)]
 
 
 # -- where to? ------------------------------------------------------------------------------------
@@ -399,7 +415,7 @@ def test_declining_resets_without_a_rescue(no):
 
 def test_unclear_confirmation_asks_again_with_the_price():
     rider = at_confirm()
-    result = rider.text("how long will it take?")
+    result = rider.text("what does that mean")
     assert result.state == "confirm"
     assert templates(result) == ["confirm_unclear"]
     assert not creates(result)
@@ -436,9 +452,9 @@ def _rider_in(state_name: str) -> Rider:
     return rider
 
 
-INTAKE_PROMPTS = {"ask_location": "ask_location", "pick_location": "pick_place",
+INTAKE_PROMPTS = {"ask_location": "ask_location", "pick_location": "pick_again",
                   "ask_problem": "ask_problem", "ask_dropoff": "ask_dropoff",
-                  "pick_dropoff": "pick_place", "confirm": "quote"}
+                  "pick_dropoff": "pick_again", "confirm": "confirm_unclear"}
 
 
 @pytest.mark.parametrize("state_name", list(INTAKE_PROMPTS))
