@@ -13,6 +13,7 @@ from importlib import resources
 
 from dispatch.model.geo import Point
 from dispatch.model.location_text import coordinate_label, find_short_link, parse_location
+from dispatch.model.spelling import closest
 from dispatch.model.street_grid import StreetGrid
 from dispatch.ports import Geocoder, GeocoderUnavailable, LinkResolver, MapLinkUnreadable
 
@@ -48,6 +49,7 @@ def normalise_place(text: str) -> str:
 class _Entry:
     point: Point
     names: tuple[str, ...]  # normalised name and aliases
+    spelled: tuple[str, ...]  # name and aliases as written, in lower case
 
 
 class Gazetteer:
@@ -56,9 +58,11 @@ class Gazetteer:
     def __init__(self, entries: list[dict]) -> None:
         self._entries = [
             _Entry(Point(e["lat"], e["lng"], e["name"]),
-                   tuple(normalise_place(n) for n in [e["name"], *e.get("aliases", [])]))
+                   tuple(normalise_place(n) for n in [e["name"], *e.get("aliases", [])]),
+                   tuple(" ".join(n.lower().split()) for n in [e["name"], *e.get("aliases", [])]))
             for e in entries
         ]
+        self._spellings = [(i, name) for i, e in enumerate(self._entries) for name in e.spelled]
 
     @classmethod
     def builtin(cls) -> Gazetteer:
@@ -87,6 +91,17 @@ class Gazetteer:
         matches = [e.point for e in self._entries
                    if any(all(t in name.split() for t in tokens) for name in e.names)]
         return matches[:MAX_CHOICES]
+
+    def misspelt(self, query: str) -> list[Point]:
+        """The places whose name `query` is a slip away from ("unoin square", "penn staton")."""
+        typed = " ".join(re.findall(r"[a-z0-9&']+", (query or "").lower()))
+        nearest = closest(typed, [name for _, name in self._spellings])
+        points = []
+        for k in nearest:
+            point = self._entries[self._spellings[k][0]].point
+            if point not in points:
+                points.append(point)
+        return points[:MAX_CHOICES]
 
     def find_in_text(self, text: str) -> Point | None:
         """The longest place name standing as whole words inside a free-text message."""
@@ -151,7 +166,7 @@ class Locator:
         if crossing:
             return crossing[:MAX_CHOICES]
         named = (self.gazetteer.search(text) if _names_something(text) else []) or \
-            [p for p in [self.gazetteer.find_in_text(text)] if p]
+            [p for p in [self.gazetteer.find_in_text(text)] if p] or self.gazetteer.misspelt(text)
         if named or not geocode or self.geocoder is None:
             return named
         return self.geocoder.search(text)

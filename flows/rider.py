@@ -238,7 +238,7 @@ class RiderTurn:
                 self._cancel(rescue)
                 return
             self.keep_rescue()
-            if said == "no":
+            if said == "no" or words.keeps(text):
                 self.say("cancel_kept", rescue=rescue)
                 return
         if asked is Intent.CANCEL or (asked is Intent.CASUAL_CANCEL and not rescue.driver_id):

@@ -10,7 +10,7 @@ import re
 
 from flows.answers import Answer, Reaction, answer, reaction
 from flows.commands import DriverWord, driver_command
-from flows.intents import Intent, about_the_rider, correction, intent, looks_automated, not_understandable
+from flows.intents import Intent, about_the_rider, correction, intent, keeps, looks_automated, not_understandable
 from flows.problems import classify_problem
 from flows.text import clean, normalise
 from flows.trips import Trip, marked_places, split_trip
@@ -33,6 +33,7 @@ __all__ = [
     "driver_command",
     "intent",
     "is_no",
+    "keeps",
     "is_yes",
     "looks_automated",
     "marked_places",
