@@ -202,7 +202,8 @@ class Engine:
             record, _ = self._record_inbound(key, msg, words.clean(said))
             if record.get("processed"):
                 convo = self.conversations.load(key, role="rider")
-                return StepResult(convo.state, convo.data)
+                return StepResult(convo.state, convo.data, language=convo.language,
+                                  language_chosen=convo.language_chosen)
             if self._flooded(key):
                 self._finish(record, "rate-limited")
                 return None
@@ -288,7 +289,7 @@ class Engine:
     def _rider_step(self, key: str, sid: str, body: str, channel: str = m.SMS) -> StepResult:
         convo = self.conversations.load(key, role="rider")
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
-            return StepResult(convo.state, convo.data)
+            return StepResult(convo.state, convo.data, language=convo.language, language_chosen=convo.language_chosen)
         open_rescue = self.svc.rescues.open_for_rider(key)
         s = self.svc.settings
         ctx = FlowContext(locator=self.svc.locator, area=s.service_area, max_trip_miles=s.max_trip_miles,
