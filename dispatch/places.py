@@ -126,11 +126,11 @@ class Locator:
         self.links = links
         self.near = near  # where a short Plus Code ("Q23G+GF") is recovered: the service area
 
-    def pinpoint(self, text: str) -> Point | None:
+    def pinpoint(self, text: str, name: bool = True) -> Point | None:
         """The location a text carries itself, or None. A short map link is followed to the
-        place it points at; one that leads nowhere raises MapLinkUnreadable. Bare coordinates
-        get a readable name from the geocoder, when there is one, so that what is said back
-        and shown to the driver is a place rather than numbers."""
+        place it points at; one that leads nowhere raises MapLinkUnreadable. With `name`, bare
+        coordinates get a readable name from the geocoder, when there is one, so that what is
+        said back and shown to the driver is a place rather than numbers."""
         point = parse_location(text, self.near)
         if point is None:
             link = find_short_link(text)
@@ -143,7 +143,7 @@ class Locator:
             point = parse_location(target, self.near) if target else None
             if point is None:
                 raise MapLinkUnreadable(link)
-        if self.geocoder and point.label == coordinate_label(point.lat, point.lng):
+        if name and self.geocoder and point.label == coordinate_label(point.lat, point.lng):
             try:
                 name = self.geocoder.reverse(point)
             except GeocoderUnavailable:
@@ -173,9 +173,10 @@ class Locator:
 
     def spot_in_message(self, text: str) -> Point | None:
         """A location mentioned in passing (a driver's text): what the text carries, or a
-        landmark named in it; no guesswork by the geocoder or the street grid on chatter."""
+        landmark named in it; no guesswork by the geocoder or the street grid on chatter, and no
+        name looked up for a driver's every position."""
         try:
-            return self.pinpoint(text) or self.gazetteer.find_in_text(text)
+            return self.pinpoint(text, name=False) or self.gazetteer.find_in_text(text)
         except GeocoderUnavailable:
             return self.gazetteer.find_in_text(text)
 

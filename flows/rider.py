@@ -33,7 +33,6 @@ from flows.effects import (
     Relay,
     Reply,
     ResendPaymentLink,
-    SendText,
     StepResult,
 )
 from flows.words import Intent
@@ -88,6 +87,14 @@ REASK = {ASK_LOCATION: "ask_location", PICK_LOCATION: "pick_again", CONFIRM_PICK
          CONFIRM: "confirm_unclear"}
 # What may follow a preface in the same text.
 AFTER_PREFACE = (*sorted(set(REASK.values())), "place_not_found")
+# A crash is answered with the 911 line first, whatever the text goes on to ask (after the
+# welcome, only where-are-you questions); a list after it is cut to CHOICES_AFTER_SAFETY so that
+# both fit.
+SAFETY = "crash_safety"
+AFTER_SAFETY = ("ask_location", "ask_dropoff", "quote", "pick_place", "outside_area", "place_not_found",
+                "link_unreadable", "geocoder_unavailable", "trip_too_long")
+AFTER_SAFETY_WELCOME = ("ask_location", "place_not_found")
+CHOICES_AFTER_SAFETY = 3
 # What each question intent is answered with before the booking (the quote answers the price).
 INTAKE_ANSWERS = {Intent.STATUS: "no_rescue_yet", Intent.QUESTION_PRICE: "price_info",
                   Intent.QUESTION_TIME: "eta_info", Intent.QUESTION_COMING: "coming_info",
@@ -386,9 +393,12 @@ class RiderTurn:
             self._set_problem(problem, text)
         trip = words.split_trip(text)
         self._note_dropoff(text, trip)
-        place_text = trip.pickup if first or trip.dropoff else text
+        # The geocoder hears the place words point at, or, where a place was asked for, all of it
+        # ("the corner bodega on 9th" is not "9th").
+        ask_geocoder = trip.pickup if first or trip.dropoff else text
         try:
-            found = self._pickups(text, place_text, geocode=not first or bool(words.marked_places(text)))
+            found = self._pickups(text, trip.pickup, ask_geocoder if not first or words.marked_places(text) else None,
+                                  whole=not trip.dropoff)
         except MapLinkUnreadable:
             self._quietly(self.retry_location, lambda: self.say("link_unreadable", purpose=PICKUP))
             return True
@@ -409,16 +419,20 @@ class RiderTurn:
         self.advance()
         return True
 
-    def _pickups(self, text: str, place_text: str | None, geocode: bool) -> list[Point]:
+    def _pickups(self, text: str, place_text: str | None, ask_geocoder: str | None, whole: bool) -> list[Point]:
+        """Where the rider is: what the text carries, then the city's own names for the place words
+        (or, with `whole`, for all of a text that names no drop-off), then the geocoder about
+        `ask_geocoder`, if anything."""
         locator = self.ctx.locator
         point = locator.pinpoint(text)  # coordinates and links, wherever they are in the text
         if point:
             return [point]
-        if not place_text:
-            return []
-        place_text = place_text[:PLACE_TEXT_MAX]
-        return (locator.resolve(place_text, geocode=False) or locator.resolve(text[:PLACE_TEXT_MAX], geocode=False)
-                or (locator.resolve(place_text) if geocode else []))
+        candidates = dict.fromkeys((place_text, text if whole else None))
+        readings = [locator.resolve(t[:PLACE_TEXT_MAX], geocode=False) for t in candidates if t]
+        found = next((r for r in readings if len(r) == 1), None) or next((r for r in readings if r), None)
+        if found:  # one place beats a list: "outside the met" is the Met, "met" is two places
+            return found
+        return locator.resolve(ask_geocoder[:PLACE_TEXT_MAX]) if ask_geocoder else []
 
     def _local_place(self, text: str) -> list[Point]:
         """A place in a text that was not asked for one: only what the city's own names and the
@@ -455,6 +469,8 @@ class RiderTurn:
 
     def _place_found(self, found: list[Point], purpose: str) -> None:
         if len(found) > 1:
+            if any(isinstance(e, Reply) and e.template == SAFETY for e in self.effects):
+                found = found[:CHOICES_AFTER_SAFETY]
             self.data["choices"] = [p.to_json() for p in found]
             self.list_pickups() if purpose == PICKUP else self.list_dropoffs()
         elif self._accept_place(found[0], purpose):
@@ -554,11 +570,8 @@ class RiderTurn:
     def _set_problem(self, problem: str, text: str) -> None:
         self.data["problem"] = problem
         self.data["problem_note"] = words.clean(text)[:PROBLEM_NOTE_MAX]
-        if problem == "crash":  # its own text, first: nothing else must bury it
-            if self.ctx.channel == "sms":
-                self.effects.append(SendText("crash_safety"))
-            else:
-                self.say("crash_safety")
+        if problem == "crash":  # first, in the same text: texts are not sure to arrive in order
+            self.say(SAFETY)
 
     # -- nobody left looping ---------------------------------------------------------------
     def _miss(self, say_it: Callable[[], Any]) -> None:

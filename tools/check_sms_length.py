@@ -37,7 +37,14 @@ from dispatch.model.pricing import Quote  # noqa: E402
 from dispatch.model.rescue import PROBLEMS, STATUSES, Rescue  # noqa: E402
 from dispatch.texts import TEMPLATE_DIR, say  # noqa: E402
 from flows.driver import commands_for  # noqa: E402
-from flows.rider import AFTER_PREFACE, PREFACES  # noqa: E402
+from flows.rider import (  # noqa: E402
+    AFTER_PREFACE,
+    AFTER_SAFETY,
+    AFTER_SAFETY_WELCOME,
+    CHOICES_AFTER_SAFETY,
+    PREFACES,
+    SAFETY,
+)
 
 # -- GSM 03.38 ------------------------------------------------------------------------------
 # The default alphabet, in code order 0x00-0x7F (0x1B, the escape to the extension table, is
@@ -179,9 +186,15 @@ AXES = [
     Axis("no rescue", r"if rescue", [lambda ctx: ctx, _set(rescue=None)], optional=True),
 ]
 
+# The welcome comes before where-are-you questions only.
+PICKUP_STAGE = {"purpose": "pickup"}
 # Replies the rider flow puts in one text (conversations/engine.py joins a step's replies with a
 # blank line): at most one preface - an answer, a notice - then the question (flows/rider.py).
 JOINED = [((preface, question), {}) for preface in PREFACES for question in AFTER_PREFACE]
+# ...and the 911 line before what a text reporting a crash goes on to say (a list after it is cut).
+AFTER_CRASH = {"choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES[:CHOICES_AFTER_SAFETY]]}
+JOINED += [((SAFETY, question), AFTER_CRASH) for question in AFTER_SAFETY]
+JOINED += [((SAFETY, "welcome", question), {**AFTER_CRASH, **PICKUP_STAGE}) for question in AFTER_SAFETY_WELCOME]
 
 
 def source(lang: str, name: str) -> str:

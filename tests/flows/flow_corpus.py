@@ -14,7 +14,7 @@ Each case is (where, text, expected):
 - expected: what must hold after the text - `state`, `pickup` / `dropoff` (labels; dropoff None
   is "no drop-off"), `problem`, `lang`, `says` (the reply templates, in order), `does` (effects
   that must be among those produced: "CreateRescue", "OpenHelpRequest:asked",
-  "SendText:crash_safety", "Accept:1042", "Locate:Union Square", "JobStep:arrive"...),
+  "Reply:crash_safety", "Accept:1042", "Locate:Union Square", "JobStep:arrive"...),
   `quiet` (no effect at all).
 """
 
@@ -44,9 +44,9 @@ FIRST_TEXTS = [
     ("new", "FLAT TIRE TIMES SQUARE", {"state": "ask_dropoff", "pickup": "Times Square", "problem": "flat_tire"}),
     ("new", "flat tire @ grand central", {"state": "ask_dropoff", "pickup": "Grand Central Terminal"}),
     ("new", "I crashed at times square, my wrist hurts",
-     {"state": "ask_dropoff", "pickup": "Times Square", "problem": "crash", "does": ["SendText:crash_safety"]}),
+     {"state": "ask_dropoff", "pickup": "Times Square", "problem": "crash", "does": ["Reply:crash_safety"]}),
     ("new", "got doored on 8th ave and 14th", {"state": "ask_dropoff", "problem": "crash",
-                                               "pickup": "8th Ave & W 14th St", "does": ["SendText:crash_safety"]}),
+                                               "pickup": "8th Ave & W 14th St", "does": ["Reply:crash_safety"]}),
     ("new", "i'm at central park", {"state": "pick_location", "says": ["pick_place"]}),
     ("new", "flat at central park going to penn station", {"state": "pick_location", "problem": "flat_tire"}),
     ("new", "flat tire at union square going to central park", {"state": "pick_dropoff", "pickup": UNION}),
@@ -124,7 +124,7 @@ PROBLEMS = [
     ("problem", "1", {"state": "ask_dropoff", "problem": "flat_tire"}),
     ("problem", "#2", {"state": "ask_dropoff", "problem": "dead_battery"}),
     ("problem", "3.", {"state": "ask_dropoff", "problem": "mechanical"}),
-    ("problem", "4", {"state": "ask_dropoff", "problem": "crash", "does": ["SendText:crash_safety"]}),
+    ("problem", "4", {"state": "ask_dropoff", "problem": "crash", "does": ["Reply:crash_safety"]}),
     ("problem", "5", {"state": "ask_dropoff", "problem": "other"}),
     ("problem", "flat", {"state": "ask_dropoff", "problem": "flat_tire"}),
     ("problem", "flaat tire", {"state": "ask_dropoff", "problem": "flat_tire"}),
@@ -133,7 +133,7 @@ PROBLEMS = [
     ("problem", "bike won’t turn on", {"state": "ask_dropoff", "problem": "dead_battery"}),
     ("problem", "chian broke", {"state": "ask_dropoff", "problem": "mechanical"}),
     ("problem", "brakes not working", {"state": "ask_dropoff", "problem": "mechanical"}),
-    ("problem", "got hit by a car", {"state": "ask_dropoff", "problem": "crash", "does": ["SendText:crash_safety"]}),
+    ("problem", "got hit by a car", {"state": "ask_dropoff", "problem": "crash", "does": ["Reply:crash_safety"]}),
     ("problem", "it makes a weird grinding noise", {"state": "ask_dropoff", "problem": "other"}),
     ("problem", "??", {"state": "ask_problem", "says": ["problem_unclear"]}),
     ("problem", "🚲💥", {"state": "ask_problem", "says": ["problem_unclear"]}),
@@ -275,7 +275,7 @@ SPANISH = [
      {"state": "ask_dropoff", "pickup": "Times Square", "problem": "dead_battery", "lang": "es"}),
     ("new", "se rompió la cadena en la 14 y 8va", {"state": "ask_dropoff", "problem": "mechanical", "lang": "es",
                                                    "pickup": "8th Ave & W 14th St"}),
-    ("new", "me atropellaron en union square", {"problem": "crash", "lang": "es", "does": ["SendText:crash_safety"]}),
+    ("new", "me atropellaron en union square", {"problem": "crash", "lang": "es", "does": ["Reply:crash_safety"]}),
     ("new", "estoy en la esquina de broadway y houston, llévame a penn station",
      {"state": "ask_problem", "pickup": "Broadway & Houston St", "lang": "es"}),
     ("new", "ESPAÑOL", {"state": "ask_location", "lang": "es", "says": ["language_set", "ask_location"]}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.rider import AFTER_PREFACE, PREFACES
+from flows.rider import AFTER_PREFACE, AFTER_SAFETY, AFTER_SAFETY_WELCOME, PREFACES, SAFETY
 from tools import check_sms_length as check
 
 
@@ -16,8 +16,10 @@ def test_every_reply_fits_two_segments(lang, capsys):
 
 
 def test_the_joined_replies_are_every_preface_before_every_question():
-    assert {names for names, _ in check.JOINED} == {(p, q) for p in PREFACES for q in AFTER_PREFACE}
-    assert len(check.JOINED) >= 40
+    joined = {names for names, _ in check.JOINED}
+    assert {(p, q) for p in PREFACES for q in AFTER_PREFACE} <= joined
+    assert {(SAFETY, q) for q in AFTER_SAFETY} | {(SAFETY, "welcome", q) for q in AFTER_SAFETY_WELCOME} <= joined
+    assert len(check.JOINED) >= 60
 
 
 @pytest.mark.parametrize("text, fits", [
