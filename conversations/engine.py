@@ -30,7 +30,6 @@ from dispatch.model.clock import now_ms
 from dispatch.model.driver import Driver
 from dispatch.model.errors import DomainError
 from dispatch.model.geo import Point
-from dispatch.model.help_request import ASKED
 from dispatch.model.phones import is_textable, mask, sender_key
 from dispatch.model.rescue import Rescue
 from dispatch.ports import Busy
@@ -49,6 +48,7 @@ from flows.effects import (
     GoOnline,
     JobStep,
     Locate,
+    OpenHelpRequest,
     RateRescue,
     RecordCall,
     Relay,
@@ -116,7 +116,8 @@ class Engine:
         self._handlers: dict[type, Callable[[Turn, Any], None]] = {
             Reply: self._say, SendText: self._send_text, TextParty: self._text_party, Relay: self._relay,
             CreateRescue: self._create_rescue, CancelRescue: self._cancel_rescue, RateRescue: self._rate,
-            ResendPaymentLink: self._resend_link, RecordCall: self._record_call,
+            ResendPaymentLink: self._resend_link, OpenHelpRequest: self._open_help_request,
+            RecordCall: self._record_call,
             GoOnline: self._command(lambda t, e: d.go_online(t.driver)),
             GoOffline: self._command(lambda t, e: d.go_offline(t.driver)),
             Accept: self._command(lambda t, e: d.accept(t.driver, e.code)),
@@ -203,7 +204,8 @@ class Engine:
             record, _ = self._record_inbound(key, msg, words.clean(said))
             if record.get("processed"):
                 convo = self.conversations.load(key, role="rider")
-                return StepResult(convo.state, convo.data)
+                return StepResult(convo.state, convo.data, language=convo.language,
+                                  language_chosen=convo.language_chosen)
             if self._flooded(key):
                 self._finish(record, "rate-limited")
                 return None
@@ -275,15 +277,10 @@ class Engine:
         if not is_textable(key):
             return "ignored-unreachable"
         driver = self.svc.drivers.by_phone(key)
-        lang = driver.language if driver else self.conversations.load(key, role="rider").language
         if normal in words.HELP:
+            lang = driver.language if driver else self.conversations.load(key, role="rider").language
             self._reply(key, sid, [say("driver_help" if driver else "help", lang=lang)])
             return "help"
-        if normal == "human":
-            rescue = None if driver else self.svc.rescues.open_for_rider(key)
-            self.svc.help_desk.open(key, ASKED, body, rescue_id=rescue.id if rescue else None, language=lang)
-            self._reply(key, sid, [say("human_requested", lang=lang)])
-            return "human-requested"
         if driver:
             turn = self.run(Turn(key, sid, driver=driver, lang=driver.language),
                             driver_flow.step(driver, body, self.svc.locator))
@@ -294,18 +291,20 @@ class Engine:
     def _rider_step(self, key: str, sid: str, body: str, channel: str = m.SMS) -> StepResult:
         convo = self.conversations.load(key, role="rider")
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
-            return StepResult(convo.state, convo.data)
+            return StepResult(convo.state, convo.data, language=convo.language, language_chosen=convo.language_chosen)
         open_rescue = self.svc.rescues.open_for_rider(key)
         s = self.svc.settings
         ctx = FlowContext(locator=self.svc.locator, area=s.service_area, max_trip_miles=s.max_trip_miles,
                           quote=self.svc.current_quote, open_rescue=open_rescue,
-                          aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel)
+                          aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel,
+                          language=convo.language if convo.version else None, language_chosen=convo.language_chosen)
         result = rider.step(convo.state, convo.data, body, ctx)
         replies = any(isinstance(e, Reply) for e in result.effects)
-        turn = self.run(Turn(key, sid, channel=channel, lang=convo.language,
+        turn = self.run(Turn(key, sid, channel=channel, lang=result.language,
                              context=self._rescue_context(open_rescue) if replies else {}), result.effects)
         if channel == m.SMS:
             self._reply(key, sid, turn.texts)
+        convo.language, convo.language_chosen = result.language, result.language_chosen
         self.conversations.save(convo, result.state, result.data, applied_key=sid)
         result.rescue = turn.created
         return result
@@ -374,6 +373,9 @@ class Engine:
             self.svc.payments.resend(effect.rescue_id, by="rider")
         except DomainError:
             pass  # paid in the meantime: the receipt says so
+
+    def _open_help_request(self, turn: Turn, effect: OpenHelpRequest) -> None:
+        self.svc.help_desk.open(turn.phone, effect.reason, effect.text, rescue_id=effect.rescue_id, language=turn.lang)
 
     def _record_call(self, turn: Turn, effect: RecordCall) -> None:
         kind = ev.CallConnected if effect.dial_status == "completed" else ev.CallFailed

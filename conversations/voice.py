@@ -27,7 +27,7 @@ from dispatch.model import offer as of
 from dispatch.model.driver import OFFERED, ON_JOB, Driver
 from dispatch.model.phones import is_textable, mask, sender_key
 from dispatch.ports import Busy
-from dispatch.texts import speak
+from dispatch.texts import ENGLISH, SPANISH, speak
 from flows import rider
 from flows.effects import Accept, CancelRescue, Decline, RecordCall, SendText, StepResult, TextParty
 
@@ -40,10 +40,27 @@ DIAL_TIMEOUT = 25
 HINTS_MAX = 60
 # Keypad answers at yes/no questions, in the words the rider flow understands.
 KEYPAD_WORDS = {"1": "yes", "2": "no"}
+# The key that switches a call to the other language, at any question of the intake; what it
+# means in the rider flow's words.
+LANGUAGE_KEY = "9"
+SWITCH_WORDS = {ENGLISH: "espanol", SPANISH: "english"}
+# Twilio's speech recognition and text-to-speech for each language: US Spanish recognition, and
+# Amazon Polly's US Spanish voice (Lupe) through Twilio's <Say voice="Polly.Lupe">.
+SPEECH_LANGUAGE = {ENGLISH: "en-US", SPANISH: "es-US"}
+VOICES = {ENGLISH: {"language": "en-US"}, SPANISH: {"language": "es-US", "voice": "Polly.Lupe"}}
 
 
 def xml(response: VoiceResponse) -> Response:
     return Response(str(response), mimetype="text/xml")
+
+
+def say(node: Any, template: str, lang: str, *, voice: str | None = None, **context: Any) -> None:
+    """Speak a template of `lang` with the voice of that language (or of `voice`)."""
+    node.say(speak(template, lang=lang, **context), **VOICES.get(voice or lang, VOICES[ENGLISH]))
+
+
+def other(lang: str) -> str:
+    return ENGLISH if lang == SPANISH else SPANISH
 
 
 def url(path: str, **params: Any) -> str:
@@ -83,7 +100,7 @@ def once_per_step(view):
             # in MongoDB through a Redis outage.
             log.error("store_unavailable", error=type(exc).__name__)
             response = VoiceResponse()
-            response.say(speak("trouble"))
+            say(response, "trouble", ENGLISH)
             response.hangup()
             return xml(response)
 
@@ -98,7 +115,7 @@ def incoming(caller: str):
     svc = services()
     response = VoiceResponse()
     if not is_textable(caller):
-        response.say(speak("no_number"))
+        say(response, "no_number", ENGLISH)
         response.hangup()
         return xml(response)
     driver = svc.drivers.by_phone(caller)
@@ -108,23 +125,26 @@ def incoming(caller: str):
     if rescue:
         return xml(_rider_menu(rescue, response))
     convo = svc.conversations.load(caller, role="rider")
+    lang = convo.language
     if convo.state not in rider.INTAKE:  # nothing half-done by text: start afresh
         outcome = Engine(svc).voice_step(caller, f"{request.form['CallSid']}:start", "")
         if outcome is None:
-            return xml(_too_many(response))
-        convo_state, data = outcome.state, outcome.data
-        response.say(speak("welcome"))
+            return xml(_too_many(response, lang))
+        convo_state, data, lang = outcome.state, outcome.data, outcome.language
+        say(response, "welcome", lang)
     else:
         convo_state, data = convo.state, convo.data
-    return xml(_prompt(convo_state, data, response, tries=1))
+    return xml(_prompt(convo_state, data, response, tries=1, lang=lang))
 
 
 # -- intake ---------------------------------------------------------------------------------
 
-def _gather(response: VoiceResponse, state: str, tries: int, speech: bool = False):
-    kwargs: dict[str, Any] = {"input": "speech dtmf", "speech_timeout": "auto", "language": "en-US",
+def _gather(response: VoiceResponse, state: str, tries: int, lang: str, speech: bool = False):
+    """A question of the intake; speech in the caller's language where a place is asked for."""
+    kwargs: dict[str, Any] = {"input": "speech dtmf", "speech_timeout": "auto", "language": SPEECH_LANGUAGE[lang],
                               "hints": _hints()} if speech else {"input": "dtmf", "num_digits": 1}
-    return response.gather(action=url("/intake", expect=state, tries=tries), method="POST",
+    # The language is in the URL so that the same question asked again after a switch is a new step.
+    return response.gather(action=url("/intake", expect=state, tries=tries, lang=lang), method="POST",
                            timeout=GATHER_TIMEOUT, action_on_empty_result=True, **kwargs)
 
 
@@ -133,22 +153,26 @@ def _hints() -> str:
     return ", ".join(services().locator.gazetteer.names()[:HINTS_MAX])
 
 
-def _prompt(state: str, data: dict[str, Any], response: VoiceResponse, tries: int) -> VoiceResponse:
-    """Ask the question of `state` (the rider flow's state) by voice."""
+def _prompt(state: str, data: dict[str, Any], response: VoiceResponse, tries: int, lang: str) -> VoiceResponse:
+    """Ask the question of `state` (the rider flow's state) by voice, in `lang`; the first time a
+    place is asked for, the other language is offered on a key, in that language's own voice."""
     if state == rider.ASK_LOCATION:
-        _gather(response, state, tries, speech=True).say(speak("ask_location"))
+        gather = _gather(response, state, tries, lang, speech=True)
+        say(gather, "ask_location", lang)
+        if tries == 1:
+            say(gather, "language_offer", lang, voice=other(lang))  # its words are the other language's
     elif state == rider.PICK_LOCATION:
-        _gather(response, state, tries).say(speak("pick_place", choices=data.get("choices") or []))
+        say(_gather(response, state, tries, lang), "pick_place", lang, choices=data.get("choices") or [])
     elif state == rider.CONFIRM_PICKUP:
-        _gather(response, state, tries).say(speak("confirm_pickup", place=data["pickup"]["label"]))
+        say(_gather(response, state, tries, lang), "confirm_pickup", lang, place=data["pickup"]["label"])
     elif state == rider.ASK_PROBLEM:
-        _gather(response, state, tries).say(speak("ask_problem"))
+        say(_gather(response, state, tries, lang), "ask_problem", lang)
     elif state == rider.CONFIRM:
         cents = int(data["quote"]["cents"])
-        _gather(response, state, tries).say(speak("quote", pickup=data["pickup"]["label"],
-                                                  dollars=cents // 100, cents=cents % 100))
+        say(_gather(response, state, tries, lang), "quote", lang, pickup=data["pickup"]["label"],
+            dollars=cents // 100, cents=cents % 100)
     else:  # a state with nothing to ask by voice (a drop-off list from a text, say)
-        response.say(speak("fallback_sms"))
+        say(response, "fallback_sms", lang)
         response.hangup()
     return response
 
@@ -163,37 +187,44 @@ def intake(caller: str):
     except ValueError:
         tries = 1
     convo = svc.conversations.load(caller, role="rider")
+    lang = convo.language
     response = VoiceResponse()
     if convo.state != expect:  # the conversation moved on (a text in between): ask what is next
-        return xml(_prompt(convo.state, convo.data, response, tries=1))
-    said = (form.get("SpeechResult") or form.get("Digits") or "").strip()
-    said = KEYPAD_WORDS.get(said, said) if expect in (rider.CONFIRM, rider.CONFIRM_PICKUP) else said
+        return xml(_prompt(convo.state, convo.data, response, tries=1, lang=lang))
+    digits = (form.get("Digits") or "").strip()
+    said = (form.get("SpeechResult") or digits).strip()
+    if digits == LANGUAGE_KEY and not form.get("SpeechResult"):
+        said = SWITCH_WORDS[lang]  # the rider flow switches, and the question is asked again
+    elif expect in (rider.CONFIRM, rider.CONFIRM_PICKUP):
+        said = KEYPAD_WORDS.get(said, said)
     if not said:
-        return xml(_retry(caller, convo.state, convo.data, response, tries, "no_input"))
-    step_key = f"{form['CallSid']}:{expect}:{tries}"
+        return xml(_retry(caller, convo.state, convo.data, response, tries, "no_input", lang=lang))
+    step_key = f"{form['CallSid']}:{expect}:{tries}:{lang}"  # a language switch asks the same question anew
     outcome = Engine(svc).voice_step(caller, step_key, said)
     if outcome is not None and outcome.state == rider.ASK_DROPOFF:  # drop-offs are settled with the driver
         skipped = Engine(svc).voice_step(caller, f"{step_key}:skip", "skip")
         outcome = outcome.then(skipped) if skipped else None
     if outcome is None:
-        return xml(_too_many(response))
+        return xml(_too_many(response, lang))
+    if outcome.language != lang:  # switched: the same question in the other language
+        return xml(_prompt(outcome.state, outcome.data, response, tries=1, lang=outcome.language))
     if outcome.said("crash_safety") is not None:
-        response.say(speak("crash_safety"))
+        say(response, "crash_safety", lang)
     if outcome.state == rider.ACTIVE and outcome.rescue:
-        return xml(_booked(caller, outcome, response))
+        return xml(_booked(caller, outcome, response, lang))
     if outcome.state == rider.IDLE:
-        response.say(speak("declined"))
+        say(response, "declined", lang)
         response.hangup()
         return xml(response)
     if outcome.state == expect:  # not understood, not found or refused: say why, ask again
         reason, context = _reason(outcome)
-        return xml(_retry(caller, outcome.state, outcome.data, response, tries, reason, context))
-    return xml(_prompt(outcome.state, outcome.data, response, tries=1))
+        return xml(_retry(caller, outcome.state, outcome.data, response, tries, reason, context, lang=lang))
+    return xml(_prompt(outcome.state, outcome.data, response, tries=1, lang=lang))
 
 
-def _too_many(response: VoiceResponse) -> VoiceResponse:
+def _too_many(response: VoiceResponse, lang: str) -> VoiceResponse:
     """Over the per-number flood limit: a calm answer rather than a step."""
-    response.say(speak("too_many"))
+    say(response, "too_many", lang)
     response.hangup()
     return response
 
@@ -208,37 +239,38 @@ def _reason(outcome: StepResult) -> tuple[str, dict[str, Any]]:
 
 
 def _retry(caller: str, state: str, data: dict[str, Any], response: VoiceResponse, tries: int,
-           reason: str, context: dict[str, Any] | None = None) -> VoiceResponse:
+           reason: str, context: dict[str, Any] | None = None, *, lang: str) -> VoiceResponse:
     """Say why, then ask again; after the last try, carry on by text where the call left off."""
-    response.say(speak(reason, **(context or {})))
+    say(response, reason, lang, **(context or {}))
     if tries >= MAX_TRIES:
-        _text_intake_prompt(caller, state, data)
-        response.say(speak("fallback_sms"))
+        _text_intake_prompt(caller, state, data, lang)
+        say(response, "fallback_sms", lang)
         response.hangup()
         return response
-    return _prompt(state, data, response, tries + 1)
+    return _prompt(state, data, response, tries + 1, lang)
 
 
-def _text_intake_prompt(caller: str, state: str, data: dict[str, Any]) -> None:
+def _text_intake_prompt(caller: str, state: str, data: dict[str, Any], lang: str) -> None:
     """The SMS question for where the call stopped, so a reply picks up the same conversation."""
     template = {rider.ASK_PROBLEM: "problem_unclear", rider.CONFIRM_PICKUP: "confirm_pickup",
                 rider.CONFIRM: "confirm_unclear"}.get(state, "ask_location")
     context = {"place": (data.get("pickup") or {}).get("label"),
                "quote_cents": (data.get("quote") or {}).get("cents")}
-    _run(caller, [SendText(template, context, key=f"voice-fallback:{request.form['CallSid']}")])
+    _run(caller, [SendText(template, context, key=f"voice-fallback:{request.form['CallSid']}")], lang=lang)
 
 
-def _run(phone: str, effects: list, driver: Driver | None = None) -> Turn:
-    """A call's own effects, through the engine like any text's."""
-    return Engine(services()).run(Turn(phone, f"call:{request.form['CallSid']}", channel=m.VOICE, driver=driver),
-                                  effects)
+def _run(phone: str, effects: list, driver: Driver | None = None, lang: str = ENGLISH) -> Turn:
+    """A call's own effects, through the engine like any text's, in the caller's language."""
+    turn = Turn(phone, f"call:{request.form['CallSid']}", channel=m.VOICE, driver=driver,
+                lang=driver.language if driver else lang)
+    return Engine(services()).run(turn, effects)
 
 
-def _booked(caller: str, outcome: StepResult, response: VoiceResponse) -> VoiceResponse:
+def _booked(caller: str, outcome: StepResult, response: VoiceResponse, lang: str) -> VoiceResponse:
     rescue = outcome.rescue
     _run(caller, [SendText("rescue_confirmed", {"rescue": rescue}, key=f"voice-booked:{rescue.id}",
-                           rescue_id=rescue.id)])
-    response.say(speak("booked", code=rescue.code, textable=is_textable(caller)))
+                           rescue_id=rescue.id)], lang=lang)
+    say(response, "booked", lang, code=rescue.code, textable=is_textable(caller))
     response.hangup()
     log.info("voice_booked", rescue_id=rescue.id, phone=mask(caller))
     return response
@@ -250,8 +282,8 @@ def _rider_menu(rescue, response: VoiceResponse) -> VoiceResponse:
     driver = services().drivers.get(rescue.driver_id) if rescue.driver_id else None
     gather = response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT,
                              action=url("/rider", rescue=rescue.id), method="POST")
-    gather.say(speak("rider_status", rescue=rescue, driver=driver))
-    gather.say(speak("rider_menu", driver=driver))
+    say(gather, "rider_status", rescue.language, rescue=rescue, driver=driver)
+    say(gather, "rider_menu", rescue.language, driver=driver)
     return response
 
 
@@ -262,16 +294,17 @@ def rider_choice(caller: str):
     rescue = svc.rescues.get(request.args.get("rescue", ""))
     response = VoiceResponse()
     if rescue is None or rescue.rider_phone != caller or not rescue.is_open:
-        response.say(speak("offer_gone" if rescue is None else "declined"))
+        lang = rescue.language if rescue else svc.conversations.load(caller, role="rider").language
+        say(response, "offer_gone" if rescue is None else "declined", lang)
         response.hangup()
         return xml(response)
     digit = request.form.get("Digits", "")
     driver = svc.drivers.get(rescue.driver_id) if rescue.driver_id else None
     if digit == "1" and driver:
-        return xml(_dial(response, driver.phone, rescue.id, to="driver"))
+        return xml(_dial(response, driver.phone, rescue.id, to="driver", lang=rescue.language))
     if digit == "2":
-        _run(caller, [CancelRescue(rescue.id, "cancelled by rider on a call")])
-        response.say(speak("rider_cancelled"))
+        _run(caller, [CancelRescue(rescue.id, "cancelled by rider on a call")], lang=rescue.language)
+        say(response, "rider_cancelled", rescue.language)
         response.hangup()
         return xml(response)
     return xml(_rider_menu(rescue, response))
@@ -283,16 +316,16 @@ def _driver_menu(driver: Driver, response: VoiceResponse) -> VoiceResponse:
         offer = svc.offers.get(driver.offer_id)
         rescue = svc.rescues.get(offer.rescue_id) if offer and offer.status == of.OPEN else None
         if rescue:
-            response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
-                            action=url("/driver", offer=offer.id)).say(speak("driver_offer", rescue=rescue))
+            say(response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
+                                action=url("/driver", offer=offer.id)), "driver_offer", driver.language, rescue=rescue)
             return response
     if driver.status == ON_JOB and driver.rescue_id:
         rescue = svc.rescues.get(driver.rescue_id)
         if rescue and rescue.is_open:
-            response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
-                            action=url("/driver", job=rescue.id)).say(speak("driver_job", rescue=rescue))
+            say(response.gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT, method="POST",
+                                action=url("/driver", job=rescue.id)), "driver_job", driver.language, rescue=rescue)
             return response
-    response.say(speak("driver_idle", driver=driver))
+    say(response, "driver_idle", driver.language, driver=driver)
     response.hangup()
     return response
 
@@ -309,34 +342,35 @@ def driver_choice(caller: str):
         return xml(response)
     offer_id, job_id = request.args.get("offer"), request.args.get("job")
     if offer_id and digit in ("1", "2"):
+        lang = driver.language
         if driver.offer_id != offer_id:
-            response.say(speak("offer_gone"))
+            say(response, "offer_gone", lang)
         elif digit == "1":
             (result,) = _run(caller, [Accept()], driver=driver).results
             if isinstance(result, Accepted):
                 details = {"rescue": result.rescue, "job_url": result.job_url}
                 _run(caller, [SendText("job_details", details, key=f"voice-job:{offer_id}",
-                                       rescue_id=result.rescue.id)])
-                response.say(speak("driver_accepted", rescue=result.rescue))
+                                       rescue_id=result.rescue.id)], driver=driver)
+                say(response, "driver_accepted", lang, rescue=result.rescue)
             else:
-                response.say(speak("offer_gone"))
+                say(response, "offer_gone", lang)
         else:
             _run(caller, [Decline()], driver=driver)
-            response.say(speak("driver_declined"))
+            say(response, "driver_declined", lang)
         response.hangup()
         return xml(response)
     if job_id and digit == "1" and driver.rescue_id == job_id:
         rescue = svc.rescues.get(job_id)
         if rescue and rescue.is_open:
-            return xml(_dial(response, rescue.rider_phone, rescue.id, to="rider"))
+            return xml(_dial(response, rescue.rider_phone, rescue.id, to="rider", lang=driver.language))
     return xml(_driver_menu(driver, response))
 
 
 # -- masked calls -----------------------------------------------------------------------------
 
-def _dial(response: VoiceResponse, number: str, rescue_id: str, to: str) -> VoiceResponse:
+def _dial(response: VoiceResponse, number: str, rescue_id: str, to: str, lang: str) -> VoiceResponse:
     """Connect through the rescue number: the caller ID each side sees is ours, never the other's."""
-    response.say(speak("connecting"))
+    say(response, "connecting", lang)
     dial = response.dial(caller_id=services().settings.twilio_phone_number, timeout=DIAL_TIMEOUT,
                          action=url("/dial-done", rescue=rescue_id, to=to), method="POST")
     dial.number(number)
@@ -358,9 +392,11 @@ def dial_done(caller: str):
     caller_role = "driver" if to == "rider" else "rider"
     effects: list = [RecordCall(rescue.id, to, status, (request.form.get("DialCallDuration") or "")[:10],
                                 by=f"{caller_role}:call")]
+    caller_driver = svc.drivers.get(rescue.driver_id) if caller_role == "driver" and rescue.driver_id else None
+    lang = caller_driver.language if caller_driver else rescue.language
     if status != "completed":
         effects.append(TextParty(rescue.id, to, "call_missed", key=f"call-missed:{request.form['CallSid']}"))
-        response.say(speak("call_failed"))
-    _run(caller, effects)
+        say(response, "call_failed", lang)
+    _run(caller, effects, lang=lang)
     response.hangup()
     return xml(response)

@@ -44,6 +44,7 @@ from dispatch.matching import Matcher
 from dispatch.messaging import Delivery, Outbox
 from dispatch.model import events as ev
 from dispatch.model.pricing import Quote, quote, surge_multiplier
+from dispatch.model.street_grid import StreetGrid
 from dispatch.notifications import Notifier
 from dispatch.payments import Payments
 from dispatch.places import Gazetteer, Locator
@@ -184,12 +185,13 @@ class Services(Core):
 
     @cached_property
     def locator(self) -> Locator:
-        geocoder = None
-        if self.settings.geocoder == "nominatim":
-            from dispatch.adapters.nominatim import NominatimGeocoder
+        from dispatch.adapters.geocoders import build_geocoder
+        from dispatch.adapters.map_links import MapLinkResolver
 
-            geocoder = NominatimGeocoder(self.settings, self.redis)
-        return Locator(Gazetteer.builtin(), geocoder)
+        area = self.settings.service_area
+        return Locator(Gazetteer.builtin(), streets=StreetGrid.builtin(),
+                       geocoder=build_geocoder(self.settings, self.redis),
+                       links=MapLinkResolver(self.settings, self.redis), near=(area.lat, area.lng))
 
 
 def redis_client(settings: Settings) -> redis_lib.Redis:

@@ -17,6 +17,9 @@ __all__ = ["ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings"]
 
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# `none`: coordinates, map links, the gazetteer and the street grid only; the others through geopy.
+GEOCODERS = ("none", "nominatim", "mapbox", "google")
+KEYED_GEOCODERS = ("mapbox", "google")
 
 
 class ConfigError(RuntimeError):
@@ -67,7 +70,13 @@ class Settings:
     max_trip_miles: float = 10.0
     geocoder: str = "none"
     geocoder_url: str | None = None
+    geocoder_api_key: str | None = None
     geocoder_timeout_seconds: float = 3.0
+    # Short map links (maps.app.goo.gl/...) are followed to the place they point at, within this.
+    map_link_timeout_seconds: float = 3.0
+    # Where short map links are fetched instead of their own host (a local fake in tests); the
+    # link's own host is still what the allowed-host check and the Host header see.
+    map_links_base_url: str | None = None
     pricing: Pricing = field(default_factory=Pricing)
     default_region: str = "US"
     sentry_dsn: str | None = None
@@ -169,7 +178,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_trip_miles=float(get("MAX_TRIP_MILES", "10")),
         geocoder=(get("GEOCODER", "none") or "none").lower(),
         geocoder_url=get("GEOCODER_URL"),
+        geocoder_api_key=get("GEOCODER_API_KEY"),
         geocoder_timeout_seconds=float(get("GEOCODER_TIMEOUT_SECONDS", "3")),
+        map_link_timeout_seconds=float(get("MAP_LINK_TIMEOUT_SECONDS", "3")),
+        map_links_base_url=(get("MAP_LINKS_BASE_URL") or "").rstrip("/") or None,
         pricing=pricing,
         default_region=get("DEFAULT_REGION", "US"),
         sentry_dsn=get("SENTRY_DSN"),
@@ -185,6 +197,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                   ("ADMIN_TOKEN", settings.admin_token)) if not v]
         if missing:
             raise ConfigError("APP_ENV=production refuses to start without " + ", ".join(missing))
-    if settings.geocoder not in ("none", "nominatim"):
-        raise ConfigError("GEOCODER must be 'none' or 'nominatim'")
+    if settings.geocoder not in GEOCODERS:
+        raise ConfigError("GEOCODER must be one of " + ", ".join(GEOCODERS))
+    if settings.geocoder in KEYED_GEOCODERS and not settings.geocoder_api_key:
+        raise ConfigError(f"GEOCODER={settings.geocoder} needs GEOCODER_API_KEY")
     return settings

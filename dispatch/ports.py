@@ -44,7 +44,13 @@ class PaymentUnavailable(RuntimeError):
 
 
 class GeocoderUnavailable(RuntimeError):
-    """The external geocoder could not answer (timeout, error, rate limit)."""
+    """A place lookup outside the service could not answer: the geocoder (timeout, error, rate
+    limit) or the host of a short map link."""
+
+
+class MapLinkUnreadable(GeocoderUnavailable):
+    """A short map link that could not be followed to a location: its host did not answer in
+    time, sent us somewhere we do not follow, or led to a page with no place in it."""
 
 
 class RoutingUnavailable(RuntimeError):
@@ -266,6 +272,16 @@ class Router(Protocol):
 class Geocoder(Protocol):
     def search(self, query: str) -> list[Point]:
         """Places matching `query` in the service area. Raises GeocoderUnavailable."""
+    def reverse(self, point: Point) -> str | None:
+        """A readable name for a point ("Broadway & W 14th St, Manhattan"), or None when the
+        geocoder has none. Raises GeocoderUnavailable."""
+
+
+class LinkResolver(Protocol):
+    def resolve(self, url: str) -> str | None:
+        """The URL a short map link (maps.app.goo.gl/...) redirects to, followed only through
+        the map services' own hosts; None when it leads nowhere we follow. Raises
+        GeocoderUnavailable when the link's host does not answer in time."""
 
 
 class Metrics(Protocol):

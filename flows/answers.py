@@ -28,7 +28,7 @@ ANSWER_WORDS = Lexicon({
                "please do", "correct", "right", "thats right", "affirmative", "accept", "agreed", "deal",
                "fine", "perfect", "great", "cool", "yes please", "sounds great", "sounds perfect", "okey dokey",
                "okie dokie"),
-        "es": ("si", "dale", "claro", "claro que si", "va", "sale", "vale", "orale", "andale", "simon",
+        "es": ("s", "si", "dale", "claro", "claro que si", "va", "sale", "vale", "orale", "andale", "simon",
                "de acuerdo", "esta bien", "perfecto", "correcto", "bueno", "acepto", "confirmo", "okey",
                "oki", "listo"),
     },

@@ -54,6 +54,17 @@ class DriverWord(NamedTuple):
     code: str | None = None
 
 
+def _one_meaning(spelled: list) -> str | None:
+    """ "cant, busy", "done, dropped off": every word but filler is part of a phrase, and all the
+    phrases say one thing."""
+    spans = COMMAND_WORDS.spans(spelled)
+    used = {i for span in spans for i in range(span.start, span.end)}
+    if any(t.word not in FILLER for i, t in enumerate(spelled) if i not in used):
+        return None
+    meanings = {span.meaning for span in spans}
+    return meanings.pop() if len(meanings) == 1 else None
+
+
 def driver_command(text: str) -> DriverWord | None:
     """The command a driver's text gives, or None (a location, a note for the rider...)."""
     body = fold(text)
@@ -65,7 +76,8 @@ def driver_command(text: str) -> DriverWord | None:
     if code:
         match = _CODE.search(body)
         rest = rest[:match.start()] + " " + rest[match.end():]
-    trigger = COMMAND_WORDS.whole(COMMAND_WORDS.words(rest), FILLER)
+    spelled = COMMAND_WORDS.words(rest)
+    trigger = COMMAND_WORDS.whole(spelled, FILLER) or _one_meaning(spelled)
     if trigger:  # before yes/no: to a driver on a job "listo" is done, not "ok"
         return DriverWord(trigger, code)
     said = answer(rest)

@@ -9,16 +9,28 @@ list when a text is not understood. The step returns effects and changes nothing
 """
 from __future__ import annotations
 
-import re
-
 from transitions import Machine
 
 from dispatch import dispatcher as d
 from dispatch.model.driver import LIFECYCLE, OFFLINE, ON_JOB, STATUSES, Driver
+from dispatch.model.help_request import ASKED
 from dispatch.places import Locator
 from dispatch.ports import GeocoderUnavailable
 from flows import words
-from flows.effects import Accept, Decline, Drop, Effect, GoOffline, GoOnline, JobStep, Locate, Relay, Reply
+from flows.commands import ACCEPT, DECLINE
+from flows.effects import (
+    Accept,
+    Decline,
+    Drop,
+    Effect,
+    GoOffline,
+    GoOnline,
+    JobStep,
+    Locate,
+    OpenHelpRequest,
+    Relay,
+    Reply,
+)
 
 # The dispatcher's own moves (offer, assign) are not a driver's commands.
 DRIVER_COMMANDS = {"go_online", "go_offline", "accept", "decline", "drive", "arrive", "load", "complete", "drop",
@@ -27,22 +39,12 @@ MACHINE = Machine(model=None, states=list(STATUSES), initial=OFFLINE, auto_trans
                   transitions=[{"trigger": command, "source": sources, "dest": dest}
                                for command, sources, dest in LIFECYCLE if command in DRIVER_COMMANDS])
 
-WORDS = {
-    "on": "go_online", "online": "go_online", "on duty": "go_online",
-    "off": "go_offline", "offline": "go_offline", "off duty": "go_offline",
-    "arrived": "arrive", "here": "arrive", "im here": "arrive", "i'm here": "arrive",
-    "omw": "drive", "on my way": "drive", "enroute": "drive", "en route": "drive",
-    "loaded": "load", "done": "complete", "complete": "complete", "finished": "complete",
-    "drop": "drop", "status": "status",
-}
 COMMAND_EFFECTS = {"go_online": GoOnline, "go_offline": GoOffline, "drop": Drop}
 JOB_STEPS = ("drive", "arrive", "load", "complete")
 # What to show for each trigger in the "what works" list.
 SHOWN = {"go_online": "ON", "go_offline": "OFF", "accept": "Y (accept)", "decline": "N (pass)",
          "arrive": "ARRIVED", "load": "LOADED", "complete": "DONE", "drop": "DROP",
          "locate": "AT <place> or a map pin", "status": "STATUS"}
-ANSWER = re.compile(r"^(y|yes|yep|accept|ok|n|no|pass|nope)(?:\s+r?\s*(\d{3,6}))?$")
-ACCEPT_WORDS = {"y", "yes", "yep", "accept", "ok"}
 
 
 def commands_for(status: str) -> str:
@@ -59,15 +61,18 @@ def _command(trigger: str) -> Effect | None:
 
 
 def step(driver: Driver, text: str, locator: Locator) -> list[Effect]:
+    if words.looks_automated(text):
+        return []  # a phone's auto-reply ("I'm driving...") answered would answer back
+    if words.intent(text) is words.Intent.HUMAN:
+        return [OpenHelpRequest(ASKED, words.clean(text), driver.rescue_id), Reply("human_requested")]
     normal = words.normalise(text)
     status = driver.status if driver.status in STATUSES else OFFLINE
-    answer = ANSWER.match(normal)
-    if answer and not (status == ON_JOB and not answer.group(2)):  # on a job, "ok" is for the rider
-        code = answer.group(2)
-        return [Accept(code) if answer.group(1) in ACCEPT_WORDS else Decline()]  # late answers get an honest reply
-    if normal in WORDS:
-        trigger = WORDS[normal]
-        command = _command(trigger) if trigger in MACHINE.get_triggers(status) else None
+    said = words.driver_command(text)  # English or Spanish, typos and all: "Y 1042", "omw", "llegué"
+    if said and said.trigger in (ACCEPT, DECLINE):
+        if not (status == ON_JOB and not said.code):  # on a job, a bare "ok" is for the rider
+            return [Accept(said.code) if said.trigger == ACCEPT else Decline()]  # late answers get an honest reply
+    elif said:
+        command = _command(said.trigger) if said.trigger in MACHINE.get_triggers(status) else None
         return [command] if command else [Reply("driver_status", {"driver": driver})]
     try:
         if normal.startswith("at "):

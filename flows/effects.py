@@ -76,6 +76,15 @@ class ResendPaymentLink:
 
 
 @dataclass(frozen=True)
+class OpenHelpRequest:
+    """Bring a person in (PRODUCT.md §4 rider step 9): `reason` is "asked" or "not_understood";
+    the help desk keeps one open request per phone and alerts the on-call dispatcher once."""
+    reason: str
+    text: str
+    rescue_id: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordCall:
     """A masked call's outcome, for the rescue's timeline."""
     rescue_id: str
@@ -124,7 +133,7 @@ class Locate:
 
 DriverCommand = GoOnline | GoOffline | Accept | Decline | JobStep | Drop | Locate
 Effect = (Reply | SendText | TextParty | Relay | CreateRescue | CancelRescue | RateRescue | ResendPaymentLink
-          | RecordCall | DriverCommand)
+          | OpenHelpRequest | RecordCall | DriverCommand)
 
 
 @dataclass
@@ -138,6 +147,10 @@ class FlowContext:
     # The latest completed rescue while its payment or rating is still open.
     aftercare: Rescue | None = None
     channel: str = "sms"
+    # The conversation's language, None before its first words; chosen: the rider said which
+    # (ENGLISH / ESPAÑOL), so no guess changes it any more.
+    language: str | None = None
+    language_chosen: bool = False
 
 
 @dataclass
@@ -147,6 +160,8 @@ class StepResult:
     data: dict[str, Any]
     effects: list[Effect] = field(default_factory=list)
     rescue: Rescue | None = None
+    language: str = "en"
+    language_chosen: bool = False
 
     @property
     def replies(self) -> list[Reply]:
@@ -159,3 +174,7 @@ class StepResult:
     def then(self, later: StepResult) -> StepResult:
         """This step followed by `later`, as one."""
         return replace(later, effects=self.effects + later.effects, rescue=later.rescue or self.rescue)
+
+    @property
+    def templates(self) -> list[str]:
+        return [r.template for r in self.replies]

@@ -89,9 +89,11 @@ ANYWHERE = Lexicon({
                "cancel the request", "cancel pickup", "cancel my pickup", "cancel it", "cancel the driver",
                "cancel driver", "cancel this", "cancel that", "cancel everything", "cancel order",
                "cancel my order", "cancel the tow", "cancel ride", "cancel my ride", "want to cancel",
-               "wanna cancel", "like to cancel", "please cancel", "cancel please"),
+               "wanna cancel", "like to cancel", "please cancel", "cancel please", "yes cancel", "yes cancel it",
+               "yes please cancel"),
         "es": ("cancelar rescate", "cancelar el rescate", "cancelar mi rescate", "cancela el rescate",
-               "cancelen el rescate", "quiero cancelar", "cancelar la solicitud", "cancelar el servicio"),
+               "cancelen el rescate", "quiero cancelar", "cancelar la solicitud", "cancelar el servicio",
+               "si cancela", "si cancelalo", "si cancelar"),
     },
     Intent.CASUAL_CANCEL: {
         "en": ("nvm", "nevermind", "never mind", "nm", "forget it", "forget about it", "no longer need",
@@ -201,6 +203,24 @@ def correction(text: str) -> str | None:
     place = _NEW_PLACE.fullmatch(body, rest)
     start = place.start("place") if place else rest
     return trim_place(original, start, len(body))
+
+
+_KEEP = re.compile(r"\b(?:keep|dont cancel|don't cancel|do not cancel|no cancel|still need|sigue|seguir|"
+                   r"no lo cancel\w*|no cancel\w*|todavia lo necesito)\b")
+
+
+def keeps(text: str) -> bool:
+    """Whether a rider asked "cancel it?" says to keep the rescue in words other than a plain no."""
+    return bool(_KEEP.search(fold(text)))
+
+
+_ABOUT_THE_RIDER = re.compile(r"\b(?:i'?m|i am|im|estoy)\b")
+
+
+def about_the_rider(text: str) -> bool:
+    """Whether a correction says where the rider is ("no, I'm at ..."), rather than which place
+    was wrong ("wrong place", "no its penn station"): the first always corrects the pickup."""
+    return bool(_ABOUT_THE_RIDER.search(fold(text)))
 
 
 def _anywhere(text: str) -> Intent | None:

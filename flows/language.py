@@ -35,6 +35,9 @@ def _words_of(language: str) -> frozenset[str]:
 
 
 SPANISH_KEYWORDS = _words_of(SPANISH) - _words_of(ENGLISH) - AMBIGUOUS
+# The service's English words: a text of nothing else is English, whatever lingua makes of two
+# of them ("cancel rescue" comes out Spanish 0.67).
+ENGLISH_KEYWORDS = _words_of(ENGLISH) - _words_of(SPANISH) - AMBIGUOUS
 # A text without a single word the service knows in either language is a name ("union square").
 KNOWN_WORDS = _words_of(SPANISH) | _words_of(ENGLISH)
 # A lone "si" opens a conversation in Spanish, though it does not turn an English one.
@@ -92,6 +95,8 @@ def detect(text: str, current: str | None = None) -> str:
         return current
     if hits >= 2:
         return SPANISH
+    if not (hits or marks) and all(w in ENGLISH_KEYWORDS or w in AMBIGUOUS for w in words):
+        return ENGLISH
     confidence = _spanish_confidence(" ".join(words)) + KEYWORD_WEIGHT * (hits + marks)
     if confidence >= SPANISH_FROM:
         return SPANISH

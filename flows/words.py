@@ -1,7 +1,7 @@
 """What people type, reduced to what they mean: the one module the flows read words through.
 
-The exact keyword sets below are the service's commands as the flows always matched them;
-the understanding of free text lives beside this module (answers, intents, problems, trips,
+The exact keyword sets below are the carrier's (handled before any flow) and the problem
+menu; the understanding of free text lives beside this module (answers, intents, problems, trips,
 commands) and is gathered here so that callers need `from flows import words` only.
 """
 from __future__ import annotations
@@ -10,24 +10,22 @@ import re
 
 from flows.answers import Answer, Reaction, answer, reaction
 from flows.commands import DriverWord, driver_command
-from flows.intents import Intent, correction, intent, looks_automated, not_understandable
+from flows.intents import Intent, about_the_rider, correction, intent, keeps, looks_automated, not_understandable
 from flows.problems import classify_problem
 from flows.text import clean, normalise
-from flows.trips import Trip, split_trip
+from flows.trips import Trip, marked_places, split_trip
 
 __all__ = [
-    "CANCEL_RESCUE",
     "HELP",
     "OPT_IN",
     "OPT_OUT",
     "PROBLEM_MENU",
-    "SKIP",
-    "STATUS",
     "Answer",
     "DriverWord",
     "Intent",
     "Reaction",
     "Trip",
+    "about_the_rider",
     "answer",
     "classify_problem",
     "clean",
@@ -35,8 +33,10 @@ __all__ = [
     "driver_command",
     "intent",
     "is_no",
+    "keeps",
     "is_yes",
     "looks_automated",
+    "marked_places",
     "menu_choice",
     "normalise",
     "not_understandable",
@@ -48,9 +48,6 @@ __all__ = [
 OPT_OUT = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 OPT_IN = frozenset({"start", "unstop"})
 HELP = frozenset({"help", "info"})
-CANCEL_RESCUE = frozenset({"cancel rescue", "nevermind", "never mind", "nvm", "cancel my rescue"})
-STATUS = frozenset({"status", "where", "eta", "update"})
-SKIP = frozenset({"skip", "none", "no dropoff", "not sure", "dunno", "later"})
 
 PROBLEM_MENU = {"1": "flat_tire", "2": "dead_battery", "3": "mechanical", "4": "crash", "5": "other"}
 

@@ -26,6 +26,7 @@ from twilio.request_validator import RequestValidator
 from app import Supervisor, _free_port, create_app, start_embedded_mongo, start_embedded_redis
 from dispatch.bootstrap import Services, build_services
 from dispatch.config import Settings, load_settings
+from tests.fakes.map_links import FakeMapLinks
 from tests.fakes.nominatim import FakeNominatim
 from tests.fakes.osrm import FakeOsrm
 from tests.fakes.stripe_api import FakeStripe
@@ -34,6 +35,11 @@ from tests.fakes.twilio_api import FakeTwilio
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_SID, TWILIO_TOKEN, RESCUE_NUMBER = "AC" + "0" * 32, "twilio-test-auth-token", "+12125550100"
 ADMIN_TOKEN = "test-admin-token"
+# The on-call dispatcher the running service texts when a help request opens.
+ALERT_PHONE = "+16465550142"
+# A short map link the fake short-link host knows, and the place it leads to.
+SHORT_LINK = "https://maps.app.goo.gl/bryantTest1"
+SHORT_LINK_TARGET = "https://www.google.com/maps/place/Bryant+Park/@40.7536,-73.9832,17z/data=!3m1!4b1"
 STRIPE_KEY, STRIPE_WEBHOOK_SECRET = "sk_test_supportcarr", "whsec_test_supportcarr"
 OFFER_TIMEOUT = 4
 
@@ -83,6 +89,7 @@ def fake_geocoder():
     fake.add("the corner bodega on 9th", (40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea"))
     fake.add("main street", (40.7411, -73.9897, "Main Street, Flatiron, Manhattan"),
              (40.7128, -74.0061, "Main Street, Civic Center, Manhattan"))
+    fake.add_address(40.7421, -73.9877, "Flatiron Building, 175, 5th Avenue, Manhattan, New York")
     yield fake
     fake.stop()
 
@@ -95,7 +102,17 @@ def fake_osrm():
 
 
 @pytest.fixture(scope="session")
-def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, fake_osrm, tmp_path_factory) -> dict[str, str]:
+def fake_map_links():
+    fake = FakeMapLinks().start()
+    fake.add("maps.app.goo.gl", "/bryantTest1", SHORT_LINK_TARGET)
+    fake.add("maps.app.goo.gl", "/elsewhere1", "https://phishing.example.com/?ll=40.7536,-73.9832")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, fake_osrm, fake_map_links,
+                tmp_path_factory) -> dict[str, str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STRIPE_"))}
     env.update({
@@ -105,7 +122,8 @@ def service_env(stores, fake_twilio, fake_geocoder, fake_stripe, fake_osrm, tmp_
         "RQ_QUEUE": f"q_{stores.db_name}",
         "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "TWILIO_PHONE_NUMBER": RESCUE_NUMBER, "TWILIO_API_BASE": fake_twilio.url,
-        "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url,
+        "GEOCODER": "nominatim", "GEOCODER_URL": fake_geocoder.url, "MAP_LINKS_BASE_URL": fake_map_links.url,
+        "DISPATCH_ALERT_PHONE": ALERT_PHONE,
         "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake_stripe.url, "ROUTING_URL": fake_osrm.url,
         "ADMIN_TOKEN": ADMIN_TOKEN, "INBOUND_RATE_LIMIT": "30",

@@ -10,8 +10,8 @@ drop-off, surge...), and prints each one whose longest rendering is over two seg
     UCS-2 (any other character: á í ó ú, an emoji...):                 134 characters
 
 Spanish é, ñ, ü, ¿ and ¡ are GSM-7; á, í, ó and ú are not (`--alphabet` shows it). It also
-checks the replies the rider flow joins into one text ("welcome" + "ask_location", a crash
-warning before the next question, "no_rescue_yet" before the question repeated).
+checks the replies the rider flow joins into one text: each of its prefaces ("welcome", "no_rescue_yet",
+an answer to a question...) before each question it may ask again (flows/rider.py PREFACES, AFTER_PREFACE).
 
     python tools/check_sms_length.py            # both languages; exit 1 if anything is over
     python tools/check_sms_length.py --lang es  # one language
@@ -37,6 +37,14 @@ from dispatch.model.pricing import Quote  # noqa: E402
 from dispatch.model.rescue import PROBLEMS, STATUSES, Rescue  # noqa: E402
 from dispatch.texts import TEMPLATE_DIR, say  # noqa: E402
 from flows.driver import commands_for  # noqa: E402
+from flows.rider import (  # noqa: E402
+    AFTER_PREFACE,
+    AFTER_SAFETY,
+    AFTER_SAFETY_WELCOME,
+    CHOICES_AFTER_SAFETY,
+    PREFACES,
+    SAFETY,
+)
 
 # -- GSM 03.38 ------------------------------------------------------------------------------
 # The default alphabet, in code order 0x00-0x7F (0x1B, the escape to the extension table, is
@@ -120,7 +128,7 @@ def base_context(lang: str) -> dict:
         "track_url": TRACK_URL, "job_url": JOB_URL,
         "distance_km": 15.5, "seconds": 120, "minutes": 15, "eta": 45, "stars": 5,
         "purpose": "dropoff", "to": "rider", "choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES],
-        "commands": commands_for("offered"), "action": "arrive", "repeat": False,
+        "commands": commands_for("offered"), "action": "arrive", "repeat": False, "count": 5,
         "phone": "+1******0123",
         "request": HelpRequest(id="help-check", phone="+12125550123", reason="not_understood", text=RELAY[lang],
                                status="open", created_at=1_700_000_000_000),
@@ -182,20 +190,15 @@ AXES = [
     Axis("no rescue", r"if rescue", [lambda ctx: ctx, _set(rescue=None)], optional=True),
 ]
 
-# Replies the rider flow puts in one text (conversations/engine.py joins them with a blank line).
-# A crash is heard while asking for the pickup, so what follows it is about the pickup.
+# The welcome comes before where-are-you questions only.
 PICKUP_STAGE = {"purpose": "pickup"}
-JOINED = [
-    (("welcome", "ask_location"), {}),
-    (("crash_safety", "welcome", "ask_location"), {}),
-    (("crash_safety", "ask_dropoff"), {}),
-    (("crash_safety", "outside_area"), PICKUP_STAGE),
-    (("crash_safety", "place_not_found"), PICKUP_STAGE),
-    (("crash_safety", "geocoder_unavailable"), PICKUP_STAGE),
-    (("crash_safety", "pick_place"), PICKUP_STAGE),
-    *[(("no_rescue_yet", prompt), {}) for prompt in
-      ("ask_location", "pick_place", "confirm_pickup", "ask_problem", "ask_dropoff", "quote")],
-]
+# Replies the rider flow puts in one text (conversations/engine.py joins a step's replies with a
+# blank line): at most one preface - an answer, a notice - then the question (flows/rider.py).
+JOINED = [((preface, question), {}) for preface in PREFACES for question in AFTER_PREFACE]
+# ...and the 911 line before what a text reporting a crash goes on to say (a list after it is cut).
+AFTER_CRASH = {"choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES[:CHOICES_AFTER_SAFETY]]}
+JOINED += [((SAFETY, question), AFTER_CRASH) for question in AFTER_SAFETY]
+JOINED += [((SAFETY, "welcome", question), {**AFTER_CRASH, **PICKUP_STAGE}) for question in AFTER_SAFETY_WELCOME]
 
 
 def source(lang: str, name: str) -> str:

@@ -1,11 +1,11 @@
-"""Points, distances and the location formats people actually text.
+"""Points, distances and the service area.
 
-Pure functions only: no network. Geocoding by name lives in `dispatch.places`.
+Pure functions only: no network. Reading locations out of texts lives in
+`dispatch.model.location_text`, geocoding by name in `dispatch.places`.
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,39 +40,9 @@ class Point:
         return cls(float(data["lat"]), float(data["lng"]), str(data.get("label") or ""))
 
 
-_NUM = r"[-+]?\d{1,3}(?:\.\d+)?"
-# Ordered from most to least specific: a map link's parameters say which pair is the
-# location, where a bare pair in free text is only a guess.
-_LINK_PATTERNS = [
-    re.compile(rf"[?&](?:q|ll|query|sll|daddr|destination)=(?:loc:)?({_NUM})(?:,|%2C)\s*({_NUM})", re.I),
-    re.compile(rf"@({_NUM}),({_NUM})"),
-    re.compile(rf"\bgeo:({_NUM}),({_NUM})", re.I),
-]
-# Both numbers need decimals; neither may be part of a longer dotted run (a date, a version).
-_DECIMAL = r"[-+]?\d{1,3}\.\d+"
-_BARE_PAIR = re.compile(rf"(?<![\d.])({_DECIMAL})\s*[,;]\s*({_DECIMAL})(?!\.?\d)")
-
-
 def valid_coordinates(lat: float, lng: float) -> bool:
     """On the globe, and not the (0, 0) a broken GPS or parser reports."""
     return -90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0 and not (lat == 0.0 and lng == 0.0)
-
-
-def parse_coordinates(text: str) -> Point | None:
-    """Find a location given as coordinates or as a Google/Apple map link anywhere in `text`.
-
-    A bare pair needs decimals ("40.74,-73.99") so that "2, 3" in a sentence is not taken
-    for a place in the ocean.
-    """
-    for pattern in (*_LINK_PATTERNS, _BARE_PAIR):
-        for match in pattern.finditer(text or ""):
-            try:
-                lat, lng = float(match.group(1)), float(match.group(2))
-            except ValueError:
-                continue
-            if valid_coordinates(lat, lng):
-                return Point(lat, lng, f"{lat:.5f},{lng:.5f}")
-    return None
 
 
 def distance_km(a: Point, b: Point) -> float:

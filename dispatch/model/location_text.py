@@ -190,7 +190,9 @@ def _from_map_url(url: str, near_line: str | None) -> Point | None:
 
 def _from_links(text: str) -> Point | None:
     near = _NEAR_LINE.search(text)
-    near_line = " ".join(near[1].split()) if near else None
+    # Apple's "Near <address>" line of a Dropped Pin share; "near 40.70,-74.00 <link>" is no address.
+    near_line = " ".join(near[1].split()) if near and not (_URL.search(near[1]) or _coordinates_in(near[1])) \
+        else None
     for raw in _URL.findall(text):
         url = _clean_url(raw)
         point = _from_geo_uri(url) if url.lower().startswith("geo:") else _from_map_url(url, near_line)

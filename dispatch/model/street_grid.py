@@ -61,7 +61,9 @@ TENS_WORDS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
 HUNDRED_WORDS = frozenset({"hundred"})
 # English ordinals and the Spanish abbreviations riders write: 1ra, 2da, 3ra, 5ta, 7ma, 8va, 10ma, 5a.
 _NUMBER_TOKEN = re.compile(r"(\d{1,5})(st|nd|rd|th|ra|da|ta|ma|va|na|er|a|o)?")
-_TOKEN = re.compile(r"\d+[a-z]*|[a-z]+|[&@/+]")
+# A number glued to letters before it is part of a word ("zq5a50b1", "r1042"), not a street, unless
+# those letters are a direction ("w23rd").
+_TOKEN = re.compile(r"(?:(?<=\b[ew])|(?<![a-z0-9]))\d+[a-z]*|[a-z]+|[&@/+]")
 # Numbers that are not streets: times, prices, phone numbers, dates. Removed before reading the words,
 # or "10:30" would be 10th Ave & 30th St.
 _NOT_STREETS = re.compile(

@@ -195,3 +195,54 @@ def test_hang_up_mid_intake_then_finish_by_sms(caller, phone):
     c.answer(c.answer(c.call(), SpeechResult="Union Square"), Digits="1")  # now at the problem menu
     # The caller hangs up here: no more callbacks. A text picks up the same conversation.
     assert "Where should we take you" in rider.ask("1")
+
+
+# -- Spanish calls ----------------------------------------------------------------------------------
+
+def _says(twiml: ET.Element) -> list[tuple[str, str | None, str | None]]:
+    return [(s.text or "", s.get("language"), s.get("voice")) for s in twiml.iter("Say")]
+
+
+def test_every_call_offers_the_other_language_in_its_own_voice(caller):
+    twiml = caller().call()
+    offer = [s for s in _says(twiml) if "español" in s[0]]
+    assert offer == [("Para español, oprima nueve.", "es-US", "Polly.Lupe")]
+    assert twiml.find("Gather").get("language") == "en-US"
+
+
+def test_a_spanish_booking_by_voice(caller, services, fake_twilio):
+    c = caller()
+    twiml = c.answer(c.call(), Digits="9")
+    gather = twiml.find("Gather")
+    assert gather.get("language") == "es-US" and gather.get("input") == "speech dtmf"
+    assert any("¿Dónde estás?" in text and lang == "es-US" and voice == "Polly.Lupe"
+               for text, lang, voice in _says(twiml))
+    assert ("For English, press nine.", "en-US", None) in _says(twiml)
+    twiml = c.answer(twiml, SpeechResult="Union Square.", Confidence="0.9")
+    assert "Union Square" in spoken(twiml) and twiml.find("Gather").get("action")
+    assert all(lang == "es-US" for _, lang, _ in _says(twiml))
+    twiml = c.answer(twiml, Digits="1")           # yes, that's the place
+    twiml = c.answer(twiml, Digits="1")           # flat tire
+    assert "dólares" in spoken(twiml) and "marca 1" in spoken(twiml)
+    twiml = c.answer(twiml, Digits="1")           # book it
+    assert twiml.find("Hangup") is not None
+    rescue = services.rescues.open_for_rider(c.number)
+    assert rescue.status == "searching" and rescue.language == "es" and rescue.channel == "voice"
+    assert " ".join(rescue.code) in spoken(twiml)
+    booked = fake_twilio.wait_for_texts(c.number, 1)[0].body
+    assert booked.startswith("¡Listo! Rescate")
+
+
+def test_a_rider_who_texted_in_spanish_is_answered_in_spanish_by_phone(caller, phone):
+    rider = phone()
+    assert "¿En qué lugar" in rider.ask("hola, necesito ayuda")
+    twiml = caller(rider.number).call()
+    assert twiml.find("Gather").get("language") == "es-US"
+    assert "¿Dónde estás?" in spoken(twiml) and "For English, press nine." in spoken(twiml)
+
+
+def test_nine_switches_back_to_english(caller):
+    c = caller()
+    twiml = c.answer(c.call(), Digits="9")
+    twiml = c.answer(twiml, Digits="9")
+    assert twiml.find("Gather").get("language") == "en-US" and "Where are you?" in spoken(twiml)

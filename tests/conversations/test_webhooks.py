@@ -197,3 +197,32 @@ def test_the_inbound_drain_applies_each_numbers_texts_in_order_and_numbers_side_
     for rider in riders:
         statuses = [inbound(services, sid)["status"] for sid in sids[rider]]
         assert statuses == ["rider:ask_location", "rider:ask_problem"], (rider, statuses)
+
+
+def test_the_rider_s_language_is_kept_with_the_conversation(private, settings):
+    services, client = private
+    rider = new_number()
+
+    def text(body: str) -> str:
+        params = sms_params(rider, body)
+        post_signed(client, settings, "/twilio/sms", params)
+        apply_text(services, params["MessageSid"])
+        return services.db.messages.find_one({"key": f"reply:{params['MessageSid']}"})["body"]
+
+    assert "¿En qué lugar" in text("hola")                      # from the first words
+    assert text("union square").startswith("Anotado: Union Square.")
+    assert text("ENGLISH").startswith("OK, English from now on.")
+    assert text("se me ponchó la llanta").startswith("Pickup: Union Square.")   # chosen: it stays
+    convo = services.conversations.load(rider, role="rider")
+    assert (convo.language, convo.language_chosen) == ("en", True)
+
+
+def test_help_requests_come_from_the_flow_through_the_help_desk(private, settings):
+    services, client = private
+    rider = new_number()
+    for body in ("hi", "🙃", "🙃", "🙃"):
+        params = sms_params(rider, body)
+        post_signed(client, settings, "/twilio/sms", params)
+        apply_text(services, params["MessageSid"])
+    request = services.help_desk.requests.open_for(rider)
+    assert request is not None and request.reason == "not_understood" and request.text == "🙃"

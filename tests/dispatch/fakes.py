@@ -31,7 +31,7 @@ from dispatch.model.help_request import HelpRequest
 from dispatch.model.link import Link
 from dispatch.model.offer import Offer
 from dispatch.model.rescue import COMPLETED, OPEN_STATUSES, PAY_NONE, SEARCHING, STATUSES, UNFULFILLED, Rescue
-from dispatch.ports import ANY, PaymentUnavailable, RoutingUnavailable, SendFailed
+from dispatch.ports import ANY, GeocoderUnavailable, PaymentUnavailable, RoutingUnavailable, SendFailed
 
 CANDIDATES_PER_STEP = 50
 
@@ -512,6 +512,42 @@ class FakeGeo:
         here = Point(lat, lng)
         found = sorted((distance_km(here, Point(*p)), i) for i, p in self.points.items())
         return [(i, km) for km, i in found if km <= radius_km][:CANDIDATES_PER_STEP]
+
+
+class FakeGeocoder:
+    """A geocoder that answers from dicts and records what it was asked."""
+
+    def __init__(self, answers: dict[str, list[Point]] | None = None, fail: bool = False,
+                 addresses: dict[tuple[float, float], str] | None = None) -> None:
+        self.answers, self.addresses, self.fail = answers or {}, addresses or {}, fail
+        self.asked: list[str] = []
+        self.reversed: list[tuple[float, float]] = []
+
+    def search(self, query: str) -> list[Point]:
+        self.asked.append(query)
+        if self.fail:
+            raise GeocoderUnavailable("down")
+        return self.answers.get(query, [])
+
+    def reverse(self, point: Point) -> str | None:
+        self.reversed.append((point.lat, point.lng))
+        if self.fail:
+            raise GeocoderUnavailable("down")
+        return self.addresses.get((round(point.lat, 4), round(point.lng, 4)))
+
+
+class FakeMapLinks:
+    """Short map links and where each one redirects to."""
+
+    def __init__(self, targets: dict[str, str] | None = None, fail: bool = False) -> None:
+        self.targets, self.fail = targets or {}, fail
+        self.asked: list[str] = []
+
+    def resolve(self, url: str) -> str | None:
+        self.asked.append(url)
+        if self.fail:
+            raise GeocoderUnavailable("timeout")
+        return self.targets.get(url)
 
 
 class FakeFeed:

@@ -1,25 +1,16 @@
-"""dispatch.places: the built-in gazetteer, the Locator's order, and the Nominatim adapter.
-
-The Nominatim tests use geopy's real client against the local fake server and a real Redis
-(REDIS_URL, or the embedded one from the `stores` fixture). They only touch the keys they
-create: the `geocode:<sha1>` cache keys of their own unique queries and `geocoder:slot`.
-"""
+"""dispatch.places: the built-in gazetteer and the Locator's order (what a text carries, the
+city's landmarks and streets, the geocoder), over in-memory stand-ins of the geocoder and link
+ports. The adapters behind those ports are tested in tests/dispatch/adapters/."""
 from __future__ import annotations
 
-import hashlib
-import os
-import time
-import uuid
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
-import redis
 
-from dispatch.adapters.nominatim import NominatimGeocoder
-from dispatch.config import load_settings
-from dispatch.model.geo import Point, bounding_box
-from dispatch.places import MAX_CHOICES, Gazetteer, GeocoderUnavailable, Locator, normalise_place
-from tests.fakes.nominatim import FakeNominatim
+from dispatch.model.geo import Point
+from dispatch.model.street_grid import StreetGrid
+from dispatch.places import MAX_CHOICES, Gazetteer, GeocoderUnavailable, Locator, MapLinkUnreadable, normalise_place
+from tests.dispatch.fakes import FakeGeocoder, FakeMapLinks
+
+NEAR = (40.7580, -73.9855)
 
 
 @pytest.fixture(scope="module")
@@ -146,247 +137,132 @@ def test_find_in_text_does_not_take_the_battery_for_battery_park(gazetteer):
 
 # -- Locator.resolve order ----------------------------------------------------------------------
 
-class RecordingGeocoder:
-    """A Geocoder (the protocol) that answers from a dict and records what it was asked."""
-
-    def __init__(self, answers: dict[str, list[Point]] | None = None, fail: bool = False) -> None:
-        self.answers = answers or {}
-        self.fail = fail
-        self.asked: list[str] = []
-
-    def search(self, query: str) -> list[Point]:
-        self.asked.append(query)
-        if self.fail:
-            raise GeocoderUnavailable("down")
-        return self.answers.get(query, [])
+def locator_with(gazetteer, geocoder=None, links=None, streets=True) -> Locator:
+    return Locator(gazetteer, streets=StreetGrid.builtin() if streets else None, geocoder=geocoder, links=links,
+                   near=NEAR)
 
 
 def test_resolve_coordinates_first(gazetteer):
-    geocoder = RecordingGeocoder()
-    locator = Locator(gazetteer, geocoder)
-    # The text also names a gazetteer place; the coordinates win and nobody is asked.
+    geocoder = FakeGeocoder()
+    locator = locator_with(gazetteer, geocoder)
+    # The text also names a gazetteer place; the coordinates win and nobody is searched.
     assert locator.resolve("union square 40.7580,-73.9855") == [
         Point(40.7580, -73.9855, "40.75800,-73.98550")]
     assert locator.resolve("https://maps.apple.com/?ll=40.7359,-73.9911")[0].lat == 40.7359
     assert geocoder.asked == []
 
 
+@pytest.mark.parametrize("text", ["lat 40.7484 long -73.9857", "40.7484° N, 73.9857° W", "40.7484 -73.9857",
+                                  "87G8Q23G+GF", "Q23G+GF"])
+def test_every_notation_of_the_location_text_parser(gazetteer, text):
+    (point,) = locator_with(gazetteer).resolve(text)
+    assert 40.74 < point.lat < 40.76 and -73.99 < point.lng < -73.97
+
+
+def test_a_google_link_keeps_its_place_name(gazetteer):
+    (point,) = locator_with(gazetteer).resolve("https://www.google.com/maps/place/Union+Square/@40.7359,-73.9911,17z")
+    assert point == Point(40.7359, -73.9911, "Union Square")
+
+
+def test_bare_coordinates_get_the_geocoder_s_name(gazetteer):
+    geocoder = FakeGeocoder(addresses={(40.7359, -73.9911): "Union Square, Manhattan"})
+    locator = locator_with(gazetteer, geocoder)
+    assert locator.resolve("40.7359,-73.9911") == [Point(40.7359, -73.9911, "Union Square, Manhattan")]
+    # a link's own name is kept; coordinates the geocoder has no name for stay numbers
+    assert locator.resolve("https://www.google.com/maps/place/Joe's/@40.7359,-73.9911,17z")[0].label == "Joe's"
+    assert locator.resolve("40.7000,-73.9000")[0].label == "40.70000,-73.90000"
+    assert geocoder.reversed == [(40.7359, -73.9911), (40.7, -73.9)]
+
+
+def test_a_geocoder_down_leaves_the_numbers(gazetteer):
+    locator = locator_with(gazetteer, FakeGeocoder(fail=True))
+    assert locator.resolve("40.7359,-73.9911")[0].label == "40.73590,-73.99110"
+
+
+def test_short_link_is_followed_to_its_place(gazetteer):
+    links = FakeMapLinks({"https://maps.app.goo.gl/Ab12": "https://www.google.com/maps/place/Bryant+Park/@40.7536,-73.9832,17z"})
+    locator = locator_with(gazetteer, links=links)
+    assert locator.resolve("here https://maps.app.goo.gl/Ab12 hurry") == [Point(40.7536, -73.9832, "Bryant Park")]
+    assert links.asked == ["https://maps.app.goo.gl/Ab12"]
+
+
+@pytest.mark.parametrize("links", [FakeMapLinks({}), FakeMapLinks({"https://maps.app.goo.gl/Ab12": "https://www.google.com/maps"}),
+                                   None])
+def test_short_link_leading_nowhere_is_unreadable(gazetteer, links):
+    with pytest.raises(MapLinkUnreadable):
+        locator_with(gazetteer, links=links).resolve("https://maps.app.goo.gl/Ab12")
+
+
+def test_short_link_host_down_is_unreadable(gazetteer):
+    with pytest.raises(MapLinkUnreadable):
+        locator_with(gazetteer, links=FakeMapLinks(fail=True)).resolve("https://maps.app.goo.gl/Ab12")
+
+
+@pytest.mark.parametrize("text, label", [
+    ("5th ave and 23rd", "5th Ave & W 23rd St"),
+    ("corner of broadway and houston", "Broadway & Houston St"),
+    ("14th n broadway", "Broadway & E 14th St"),
+    ("350 5th ave", "350 5th Ave"),
+    ("lexingtn & 59th", "Lexington Ave & E 59th St"),
+])
+def test_cross_streets_and_addresses_from_the_street_grid(gazetteer, text, label):
+    geocoder = FakeGeocoder()
+    assert labels(locator_with(gazetteer, geocoder).resolve(text)) == [label]
+    assert geocoder.asked == []
+
+
+def test_a_landmark_name_wins_over_the_street_grid(gazetteer):
+    assert labels(locator_with(gazetteer).resolve("broadway and 42nd")) == ["Times Square"]
+
+
+def test_a_landmark_inside_other_words(gazetteer):
+    assert labels(locator_with(gazetteer).resolve("times square, my wrist hurts")) == ["Times Square"]
+
+
 def test_resolve_gazetteer_before_geocoder(gazetteer):
-    geocoder = RecordingGeocoder({"union square": [Point(1.0, 1.0, "elsewhere")]})
-    locator = Locator(gazetteer, geocoder)
+    geocoder = FakeGeocoder({"union square": [Point(1.0, 1.0, "elsewhere")]})
+    locator = locator_with(gazetteer, geocoder)
     assert labels(locator.resolve("union square")) == ["Union Square"]
-    assert len(locator.resolve("park")) == 5
+    assert len(locator.resolve("park")) == MAX_CHOICES
     assert geocoder.asked == []
 
 
 def test_resolve_falls_back_to_geocoder(gazetteer):
     bodega = Point(40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea")
-    geocoder = RecordingGeocoder({"the corner bodega on 9th": [bodega]})
-    locator = Locator(gazetteer, geocoder)
-    assert locator.resolve("the corner bodega on 9th") == [bodega]
+    geocoder = FakeGeocoder({"the corner bodega": [bodega]})
+    locator = locator_with(gazetteer, geocoder)
+    assert locator.resolve("the corner bodega") == [bodega]
     assert locator.resolve("nowhere land") == []
-    assert geocoder.asked == ["the corner bodega on 9th", "nowhere land"]
+    assert geocoder.asked == ["the corner bodega", "nowhere land"]
+
+
+def test_resolve_may_leave_the_geocoder_out(gazetteer):
+    geocoder = FakeGeocoder({"the corner bodega": [Point(40.7465, -74.0014, "Bodega")]})
+    locator = locator_with(gazetteer, geocoder)
+    assert locator.resolve("the corner bodega", geocode=False) == []
+    assert geocoder.asked == []
 
 
 def test_resolve_without_geocoder(gazetteer):
-    locator = Locator(gazetteer)
+    locator = locator_with(gazetteer)
     assert locator.resolve("nowhere land") == []
     assert labels(locator.resolve("times sq")) == ["Times Square"]
 
 
 def test_resolve_propagates_geocoder_unavailable(gazetteer):
-    locator = Locator(gazetteer, RecordingGeocoder(fail=True))
+    locator = locator_with(gazetteer, FakeGeocoder(fail=True))
     with pytest.raises(GeocoderUnavailable):
-        locator.resolve("the corner bodega on 9th")
-    # ...but never when the gazetteer already knows the place.
+        locator.resolve("the corner bodega")
+    # ...but never when the city's own names already know the place.
     assert labels(locator.resolve("union sq")) == ["Union Square"]
+    assert labels(locator.resolve("5th and 23rd")) == ["5th Ave & W 23rd St"]
 
 
 def test_spot_in_message_never_asks_the_geocoder(gazetteer):
-    geocoder = RecordingGeocoder(fail=True)
-    locator = Locator(gazetteer, geocoder)
+    geocoder = FakeGeocoder(fail=True)
+    locator = locator_with(gazetteer, geocoder)
     assert locator.spot_in_message("flat tire near the corner bodega") is None
     assert locator.spot_in_message("flat at union square").label == "Union Square"
     assert locator.spot_in_message("flat at 40.7359,-73.9911 pls").lat == 40.7359
+    assert locator.spot_in_message("https://maps.app.goo.gl/nowhere") is None
     assert geocoder.asked == []
-
-
-# -- NominatimGeocoder against the fake server ----------------------------------------------
-
-class RecordingNominatim(FakeNominatim):
-    """The shared fake, also keeping each request's parsed query string."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.params: list[dict[str, list[str]]] = []
-
-    def handle(self, h) -> None:
-        self.params.append(parse_qs(urlsplit(h.path).query))
-        super().handle(h)
-
-
-@pytest.fixture(scope="module")
-def redis_client(request):
-    url = os.environ.get("REDIS_URL") or request.getfixturevalue("stores").redis_url
-    client = redis.Redis.from_url(url)
-    client.ping()
-    return client
-
-
-@pytest.fixture(scope="module")
-def fake_nominatim():
-    fake = RecordingNominatim().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def nominatim(redis_client, fake_nominatim):
-    """A factory for NominatimGeocoder plus per-test unique queries, cleaned up afterwards."""
-    fake_nominatim.queries.clear()
-    fake_nominatim.user_agents.clear()
-    fake_nominatim.params.clear()
-    fake_nominatim.delay = 0.0
-    redis_client.delete("geocoder:slot")
-    used: list[str] = []
-
-    class Helper:
-        fake = fake_nominatim
-        redis = redis_client
-
-        @staticmethod
-        def geocoder(timeout: float = 2.0) -> NominatimGeocoder:
-            settings = load_settings({
-                "GEOCODER": "nominatim", "GEOCODER_URL": fake_nominatim.url,
-                "GEOCODER_TIMEOUT_SECONDS": str(timeout),
-                "PUBLIC_BASE_URL": "https://rescue.example.test",
-            })
-            return NominatimGeocoder(settings, redis_client)
-
-        @staticmethod
-        def query(text: str) -> str:
-            q = f"{text} {uuid.uuid4().hex[:10]}"
-            used.append(q)
-            return q
-
-        @staticmethod
-        def cache_key(q: str) -> str:
-            return "geocode:" + hashlib.sha1(normalise_place(q).encode()).hexdigest()
-
-        @staticmethod
-        def free_slot() -> None:
-            redis_client.delete("geocoder:slot")
-
-    yield Helper
-    fake_nominatim.delay = 0.0
-    keys = [Helper.cache_key(q) for q in used]
-    if keys:
-        redis_client.delete(*keys)
-    redis_client.delete("geocoder:slot")
-
-
-def test_nominatim_results_become_points_with_short_labels(nominatim):
-    q = nominatim.query("the corner bodega on 9th")
-    nominatim.fake.add(q,
-                       (40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea, Manhattan, New York County, "
-                                           "New York, 10011, United States"),
-                       (40.7411, -73.9897, "Main Street, Flatiron"))
-    found = nominatim.geocoder().search(q)
-    assert found == [Point(40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea"),
-                     Point(40.7411, -73.9897, "Main Street, Flatiron")]
-    assert all(isinstance(p.lat, float) and isinstance(p.lng, float) for p in found)
-
-
-def test_nominatim_request_is_bounded_to_the_service_area(nominatim):
-    q = nominatim.query("somewhere")
-    nominatim.geocoder().search(q)
-    assert nominatim.fake.queries == [q]
-    (params,) = nominatim.fake.params
-    assert params["bounded"] == ["1"]
-    assert params["limit"] == [str(MAX_CHOICES)]
-    settings = load_settings({})
-    sw, ne = bounding_box(settings.service_area)
-    box = [float(v) for v in params["viewbox"][0].split(",")]
-    lngs, lats = sorted(box[0::2]), sorted(box[1::2])
-    assert lngs == pytest.approx([sw.lng, ne.lng], abs=1e-6)
-    assert lats == pytest.approx([sw.lat, ne.lat], abs=1e-6)
-
-
-def test_nominatim_user_agent_names_supportcarr(nominatim):
-    nominatim.geocoder().search(nominatim.query("anywhere"))
-    (agent,) = nominatim.fake.user_agents
-    assert "SupportCarr" in agent
-    assert "rescue.example.test" in agent
-
-
-def test_second_identical_query_is_served_from_redis(nominatim):
-    q = nominatim.query("chelsea bodega")
-    nominatim.fake.add(q, (40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea, Manhattan"))
-    first = nominatim.geocoder().search(q)
-    # Another instance (another process) with the same Redis, and the query typed differently.
-    second = nominatim.geocoder().search(q.upper() + "  ")
-    third = nominatim.geocoder().search(q)
-    assert first == second == third == [Point(40.7465, -74.0014, "Bodega, 9th Avenue, Chelsea")]
-    assert nominatim.fake.queries == [q]
-    ttl = nominatim.redis.ttl(nominatim.cache_key(q))
-    assert 0 < ttl <= 7 * 24 * 3600
-
-
-def test_empty_answer_is_cached_too(nominatim):
-    q = nominatim.query("no such place")
-    geocoder = nominatim.geocoder()
-    assert geocoder.search(q) == []
-    assert geocoder.search(q) == []
-    assert nominatim.fake.queries == [q]
-    ttl = nominatim.redis.ttl(nominatim.cache_key(q))
-    assert 0 < ttl <= 24 * 3600
-
-
-def test_slow_server_raises_geocoder_unavailable_and_is_not_cached(nominatim):
-    q = nominatim.query("slow place")
-    nominatim.fake.add(q, (40.7465, -74.0014, "Slow Place, Chelsea"))
-    nominatim.fake.delay = 0.6
-    geocoder = nominatim.geocoder(timeout=0.2)
-    with pytest.raises(GeocoderUnavailable):
-        geocoder.search(q)
-    assert nominatim.redis.get(nominatim.cache_key(q)) is None
-    # Once the server answers in time, the same query is asked again and succeeds.
-    nominatim.fake.delay = 0.0
-    nominatim.free_slot()
-    assert labels(nominatim.geocoder().search(q)) == ["Slow Place, Chelsea"]
-
-
-def test_slow_server_costs_one_request_and_one_timeout(nominatim):
-    # GEOCODER_TIMEOUT_SECONDS bounds how long a webhook waits, and Nominatim allows one
-    # request a second for the whole application (the slot is taken once per search).
-    nominatim.fake.delay = 0.6
-    geocoder = nominatim.geocoder(timeout=0.2)
-    started = time.monotonic()
-    with pytest.raises(GeocoderUnavailable):
-        geocoder.search(nominatim.query("slow again"))
-    elapsed = time.monotonic() - started
-    assert len(nominatim.fake.queries) == 1, (
-        "APP BUG dispatch/adapters/nominatim.py (NominatimGeocoder.__init__): geopy's default "
-        "RequestsAdapter retries read timeouts (max_retries=2), so one search sent "
-        f"{len(nominatim.fake.queries)} requests to a slow geocoder inside one rate-limit slot "
-        f"(breaks the 1 request/s policy) and took {elapsed:.2f}s for a 0.2s timeout; with the "
-        "default 3 s timeout a webhook can block ~9 s plus up to 3 s waiting for the slot")
-    assert elapsed < 0.2 * 2 + 0.3
-
-
-def test_rate_limit_slot_held_elsewhere_gives_unavailable_without_asking(nominatim):
-    # Another process just used the one-request-a-second slot for longer than our timeout.
-    nominatim.redis.set("geocoder:slot", "1", px=5000)
-    with pytest.raises(GeocoderUnavailable):
-        nominatim.geocoder(timeout=0.2).search(nominatim.query("rate limited"))
-    assert nominatim.fake.queries == []
-
-
-def test_geocoder_waits_for_the_slot_between_requests(nominatim):
-    geocoder = nominatim.geocoder(timeout=2.0)
-    started = time.monotonic()
-    geocoder.search(nominatim.query("first"))
-    geocoder.search(nominatim.query("second"))
-    elapsed = time.monotonic() - started
-    assert len(nominatim.fake.queries) == 2
-    assert elapsed >= 0.9   # one request a second across every process

@@ -189,3 +189,126 @@ def test_concurrent_texts_from_one_number_apply_in_turn(phone, live_service):
     rider.twilio.wait_for_texts(rider.number, 3)
     assert any("Reply Y" in r for r in rider.replies()[-2:])
     assert any("Reply Y to book the rescue" in r for r in rider.replies()[-2:])
+
+
+# -- texted the way people text (PRODUCT.md §4 "Understanding people") --------------------------
+
+def test_pickup_problem_and_dropoff_in_one_text_book_in_two(phone, live_service):
+    rider = phone()
+    quote = rider.ask("battery dead at bryant park going to penn station")
+    assert "pickup at Bryant Park to Penn Station" in quote and "Reply Y" in quote
+    assert "Booked!" in rider.ask("yeah send someone")
+    [rescue] = rescues_of(live_service, rider.number)
+    assert (rescue["pickup"]["label"], rescue["dropoff"]["label"], rescue["problem"]) == (
+        "Bryant Park", "Penn Station", "dead_battery")
+
+
+def test_a_cross_street_in_any_phrasing_is_said_back(phone):
+    rider = phone()
+    reply = rider.ask("im at 5th ave and 23rd")
+    assert reply.startswith("Got it: 5th Ave & W 23rd St.")
+    assert "Pickup: 5th Ave & W 23rd St." in rider.ask("flat")
+
+
+def test_a_wrong_place_is_corrected_before_booking(phone, live_service):
+    rider = phone()
+    rider.ask("flat tire at union square")
+    assert "Pickup: Bryant Park." in rider.ask("no, I'm at bryant park")
+    assert "pickup at Bryant Park" in rider.ask("skip")
+    rider.ask("👍")
+    assert rescues_of(live_service, rider.number)[0]["pickup"]["label"] == "Bryant Park"
+
+
+def test_a_question_is_answered_and_the_question_asked_again(phone):
+    rider = phone()
+    rider.ask("flat tire at union square")
+    reply = rider.ask("how much?")
+    assert "A rescue is $25.00 plus $3.00 a mile" in reply and "Pickup: Union Square." in reply
+    assert "Reply Y" in rider.ask("skip")
+
+
+def test_an_iphone_reaction_books(phone, live_service):
+    rider = phone()
+    rider.ask("flat at union square")
+    quote = rider.ask("skip")
+    assert "Booked!" in rider.ask(f"Liked “{quote[:40]}…”")
+
+
+def test_a_short_map_link_is_followed_to_its_place(phone, fake_map_links):
+    from tests.conftest import SHORT_LINK
+
+    rider = phone()
+    rider.ask("hi")
+    reply = rider.ask(f"here {SHORT_LINK}")
+    assert reply.startswith("Got it: Bryant Park.")
+    assert ("maps.app.goo.gl", "/bryantTest1") in fake_map_links.requests
+
+
+def test_a_short_link_to_a_host_we_do_not_follow_is_refused(phone, fake_map_links):
+    rider = phone()
+    rider.ask("hi")
+    assert "couldn't open that map link" in rider.ask("https://maps.app.goo.gl/elsewhere1")
+    assert not [r for r in fake_map_links.requests if r[0] != "maps.app.goo.gl"]
+
+
+def test_coordinates_are_said_back_by_name(phone, fake_geocoder):
+    rider = phone()
+    rider.ask("hi")
+    assert rider.ask("40.7421, -73.9877").startswith("Got it: Flatiron Building, 175, 5th Avenue.")
+
+
+def test_pay_with_nothing_owed_starts_no_intake(phone):
+    rider = phone()
+    assert "You don't owe us anything" in rider.ask("PAY")
+    assert "Where are you?" in rider.ask("hi")
+
+
+def test_an_auto_responder_is_not_answered(phone):
+    rider = phone()
+    rider.ask("hi")
+    for _ in range(4):
+        rider.text("Auto-Reply: I'm driving with Driving Focus on. I'll see your message when I get where I'm going.")
+    rider.assert_no_reply(1.5)
+
+
+def test_nobody_is_left_looping(phone, live_service):
+    rider = phone()
+    rider.ask("hi")
+    assert "didn't get that" in rider.ask("🚲💥😭")
+    assert "couldn't find that place" in rider.ask("asdf qwer")
+    assert "asked a SupportCarr dispatcher to text you" in rider.ask("🙃")
+    rider.text("🙃")
+    rider.assert_no_reply(1.5)
+    assert "What's wrong" in rider.ask("Union Square")
+
+
+# -- Spanish ----------------------------------------------------------------------------------------
+
+def test_spanish_booking_by_sms(phone, live_service):
+    rider = phone()
+    reply = rider.ask("se me ponchó la llanta en union square")
+    assert reply.startswith("Recogida: Union Square.") and "SALTAR" in reply
+    quote = rider.ask("saltar")
+    assert quote.startswith("Rescate por llanta ponchada") and "Responde S para reservar" in quote
+    booked = rider.ask("sí")
+    assert booked.startswith("¡Listo! Rescate R")
+    [rescue] = rescues_of(live_service, rider.number)
+    assert rescue["problem"] == "flat_tire" and rescue["status"] == "searching"
+    assert "seguimos buscando conductor" in rider.ask("ESTADO")
+    assert "quedó cancelado" in rider.ask("CANCELAR RESCATE")
+
+
+def test_english_and_espanol_switch_at_any_time(phone):
+    rider = phone()
+    assert "Where are you?" in rider.ask("hi")
+    reply = rider.ask("ESPAÑOL")
+    assert reply.startswith("Listo, seguimos en español.") and "¿En qué lugar" in reply
+    assert "Anotado: Union Square." in rider.ask("union square")
+    reply = rider.ask("ENGLISH")
+    assert reply.startswith("OK, English from now on.") and "What's wrong" in reply
+    assert "AYUDA" not in rider.ask("HELP")
+
+
+def test_ayuda_is_answered_in_spanish(phone):
+    rider = phone()
+    assert "CANCELAR RESCATE" in rider.ask("AYUDA")

@@ -1,4 +1,4 @@
-"""A local stand-in for a Nominatim server's /search, for geopy's real Nominatim client."""
+"""A local stand-in for a Nominatim server's /search and /reverse, for geopy's real Nominatim client."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,9 @@ class FakeNominatim(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.places: dict[str, list[dict]] = {}
+        self.addresses: dict[tuple[float, float], str] = {}
         self.queries: list[str] = []
+        self.reversed: list[tuple[float, float]] = []
         self.user_agents: list[str] = []
         self.delay = 0.0
 
@@ -21,14 +23,26 @@ class FakeNominatim(FakeServer):
                                        "place_id": i, "importance": 0.5}
                                       for i, (lat, lng, name) in enumerate(results)]
 
+    def add_address(self, lat: float, lng: float, name: str) -> None:
+        """What /reverse answers for a point (matched to 4 decimals)."""
+        self.addresses[(round(lat, 4), round(lng, 4))] = name
+
     def handle(self, h) -> None:
         parts = urlsplit(h.path)
-        if parts.path.rstrip("/") != "/search":
-            self.reply(h, 404, b"[]")
-            return
-        q = parse_qs(parts.query).get("q", [""])[0]
-        self.queries.append(q)
+        params = parse_qs(parts.query)
         self.user_agents.append(h.headers.get("User-Agent", ""))
+        if parts.path.rstrip("/") == "/search":
+            self.queries.append(params.get("q", [""])[0])
         if self.delay:
             time.sleep(self.delay)
-        self.reply(h, 200, json.dumps(self.places.get(q.lower(), [])).encode())
+        if parts.path.rstrip("/") == "/search":
+            q = params.get("q", [""])[0]
+            self.reply(h, 200, json.dumps(self.places.get(q.lower(), [])).encode())
+        elif parts.path.rstrip("/") == "/reverse":
+            lat, lng = float(params["lat"][0]), float(params["lon"][0])
+            self.reversed.append((lat, lng))
+            name = self.addresses.get((round(lat, 4), round(lng, 4)))
+            body = {"lat": str(lat), "lon": str(lng), "display_name": name} if name else {"error": "Unable to geocode"}
+            self.reply(h, 200, json.dumps(body).encode())
+        else:
+            self.reply(h, 404, b"[]")

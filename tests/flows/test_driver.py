@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dispatch.model.driver import AVAILABLE, OFFERED, OFFLINE, ON_JOB, STATUSES, Driver
+from dispatch.model.street_grid import StreetGrid
 from dispatch.places import Gazetteer, Locator
 from dispatch.texts import say
 from flows.driver import commands_for, step
@@ -14,7 +15,7 @@ from flows.effects import Accept, Decline, Drop, GoOffline, GoOnline, JobStep, L
 
 STATES = STATUSES
 
-LOCATOR = Locator(Gazetteer.builtin())
+LOCATOR = Locator(Gazetteer.builtin(), streets=StreetGrid.builtin())
 UNION_SQ = (40.7359, -73.9911)
 
 

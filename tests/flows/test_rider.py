@@ -13,13 +13,26 @@ from dispatch.config import Pricing, ServiceArea
 from dispatch.model.geo import Point
 from dispatch.model.pricing import Quote, quote
 from dispatch.model.rescue import Rescue
+from dispatch.model.street_grid import StreetGrid
 from dispatch.places import Gazetteer, GeocoderUnavailable, Locator
 from dispatch.texts import say
-from flows.effects import CancelRescue, CreateRescue, FlowContext, Reply, StepResult
+from flows.effects import (
+    CancelRescue,
+    CreateRescue,
+    FlowContext,
+    OpenHelpRequest,
+    Relay,
+    Reply,
+    ResendPaymentLink,
+    StepResult,
+)
 from flows.rider import STATES, step
+from flows.text import clean as words_clean
+from tests.dispatch.fakes import FakeGeocoder
 
 AREA = ServiceArea(40.7580, -73.9855, 15.0)
 GAZETTEER = Gazetteer.builtin()
+STREETS = StreetGrid.builtin()
 
 
 def make_rescue(**overrides) -> Rescue:
@@ -31,22 +44,24 @@ def make_rescue(**overrides) -> Rescue:
     return Rescue.from_doc(doc)
 
 
-def make_ctx(open_rescue: Rescue | None = None, surge: float = 1.0, geocoder=None) -> FlowContext:
+def make_ctx(open_rescue: Rescue | None = None, surge: float = 1.0, geocoder=None, channel: str = "sms",
+             **more) -> FlowContext:
     quoted: list[float] = []
 
     def quote_for(miles: float) -> Quote:
         quoted.append(miles)
         return quote(Pricing(), miles, surge)
 
-    ctx = FlowContext(locator=Locator(GAZETTEER, geocoder), area=AREA, max_trip_miles=10,
-                      quote=quote_for, open_rescue=open_rescue)
+    ctx = FlowContext(locator=Locator(GAZETTEER, streets=STREETS, geocoder=geocoder, near=(AREA.lat, AREA.lng)),
+                      area=AREA, max_trip_miles=10,
+                      quote=quote_for, open_rescue=open_rescue, channel=channel, **more)
     ctx.quoted = quoted  # what the flow asked to price
     return ctx
 
 
-def render(reply: Reply, rescue: Rescue | None = None) -> str:
+def render(reply: Reply, rescue: Rescue | None = None, lang: str = "en") -> str:
     """As the engine does: the rescue just created (or given) is in every template's context."""
-    text = say(reply.template, **{"rescue": rescue or make_rescue(), **reply.context})
+    text = say(reply.template, lang=lang, **{"rescue": rescue or make_rescue(), **reply.context})
     assert text.strip(), reply.template
     return text
 
@@ -66,8 +81,10 @@ class Rider:
         json.dumps(result.data)  # stored as a document: must stay plain JSON
         for effect in result.effects:
             if isinstance(effect, Reply):
-                render(effect)
+                render(effect, lang=result.language)
         self.state, self.data, self.last = result.state, result.data, result
+        # As the engine keeps it with the conversation:
+        self.ctx.language, self.ctx.language_chosen = result.language, result.language_chosen
         return result
 
     def texts(self, *bodies: str) -> StepResult:
@@ -283,6 +300,7 @@ def test_crash_gets_the_safety_message_first(answer):
     rider = Rider()
     rider.text("at union square")
     result = rider.text(answer)
+    # First in the same text: two texts are not sure to arrive in the order they were sent.
     assert templates(result) == ["crash_safety", "ask_dropoff"]
     assert "911" in render(reply(result, "crash_safety"))
     assert rider.data["problem"] == "crash"
@@ -290,10 +308,17 @@ def test_crash_gets_the_safety_message_first(answer):
 
 def test_crash_in_the_first_message_gets_the_safety_message_first():
     result = Rider().text("I crashed at times square, my wrist hurts")
-    assert templates(result)[0] == "crash_safety"
     assert templates(result) == ["crash_safety", "ask_dropoff"]
     result = Rider().text("I crashed")
     assert templates(result) == ["crash_safety", "welcome", "ask_location"]
+
+
+def test_a_list_after_the_crash_line_is_cut_to_fit_one_text():
+    rider = Rider()
+    rider.text("hi")
+    result = rider.text("crashed at park")   # "park": five places
+    assert templates(result) == ["crash_safety", "pick_place"]
+    assert len(rider.data["choices"]) == 3
 
 
 # -- where to? ------------------------------------------------------------------------------------
@@ -382,7 +407,7 @@ def test_confirm_uses_the_surge_in_the_quote():
     rider = Rider(make_ctx(surge=1.5))
     rider.texts("flat tire at union square", "skip")
     assert rider.data["quote"] == {"cents": 4200, "surge": 1.5, "miles": 1.0}
-    assert "1.5x busy-time pricing" in render(reply(rider.last, "quote"))
+    assert "1.5x busy-time rate" in render(reply(rider.last, "quote"))
     (created,) = creates(rider.text("y"))
     assert (created.quote_cents, created.surge, created.dropoff) == (4200, 1.5, None)
 
@@ -399,7 +424,7 @@ def test_declining_resets_without_a_rescue(no):
 
 def test_unclear_confirmation_asks_again_with_the_price():
     rider = at_confirm()
-    result = rider.text("how long will it take?")
+    result = rider.text("what does that mean")
     assert result.state == "confirm"
     assert templates(result) == ["confirm_unclear"]
     assert not creates(result)
@@ -436,9 +461,9 @@ def _rider_in(state_name: str) -> Rider:
     return rider
 
 
-INTAKE_PROMPTS = {"ask_location": "ask_location", "pick_location": "pick_place",
+INTAKE_PROMPTS = {"ask_location": "ask_location", "pick_location": "pick_again",
                   "ask_problem": "ask_problem", "ask_dropoff": "ask_dropoff",
-                  "pick_dropoff": "pick_place", "confirm": "quote"}
+                  "pick_dropoff": "pick_again", "confirm": "confirm_unclear"}
 
 
 @pytest.mark.parametrize("state_name", list(INTAKE_PROMPTS))
@@ -583,3 +608,266 @@ def test_full_intake_walk():
     assert created.problem == "dead_battery"
     assert created.trip_miles == pytest.approx(0.95, abs=0.1)
     assert created.quote_cents == 2800   # under the 1 mi minimum
+
+
+# -- one text, everything ------------------------------------------------------------------------
+
+def test_a_complete_first_text_books_in_three():
+    rider = Rider()
+    assert rider.text("flat tire at Union Square").state == "ask_dropoff"
+    assert rider.text("skip").state == "confirm"
+    assert len(creates(rider.text("y"))) == 1
+
+
+def test_a_bare_hi_books_in_five():
+    rider = Rider()
+    for text, state in [("hi", "ask_location"), ("Union Square", "ask_problem"), ("1", "ask_dropoff"),
+                        ("skip", "confirm"), ("yes", "active")]:
+        assert rider.text(text).state == state, text
+    assert len(creates(rider.last)) == 1
+
+
+def test_pickup_problem_and_dropoff_in_one_text():
+    rider = Rider()
+    result = rider.text("battery dead at bryant park going to penn station")
+    assert result.state == "confirm"
+    assert (rider.data["pickup"]["label"], rider.data["dropoff"]["label"]) == ("Bryant Park", "Penn Station")
+    assert "pickup at Bryant Park to Penn Station" in render(reply(result, "quote"))
+
+
+def test_a_named_dropoff_waits_for_the_pickup_to_be_chosen():
+    rider = Rider()
+    assert rider.text("flat at central park going to penn station").state == "pick_location"
+    assert rider.text("1").state == "confirm"
+    assert rider.data["dropoff"]["label"] == "Penn Station"
+
+
+def test_a_named_dropoff_waits_for_the_problem():
+    rider = Rider()
+    assert rider.text("im at bryant park, take me to penn station").state == "ask_problem"
+    assert rider.text("2").state == "confirm"
+    assert rider.data["dropoff"]["label"] == "Penn Station"
+
+
+def test_a_named_dropoff_too_far_is_refused_and_asked_again():
+    rider = Rider()
+    result = rider.text("chain broke at inwood hill park going to battery park")
+    assert (result.state, templates(result)) == ("ask_dropoff", ["trip_too_long"])
+    assert "dropoff" not in rider.data
+    assert rider.text("skip").state == "confirm"
+
+
+def test_an_ambiguous_place_in_the_first_text_gets_the_list():
+    result = Rider().text("i'm at central park")
+    assert (result.state, templates(result)) == ("pick_location", ["pick_place"])
+
+
+def test_the_pickup_is_said_back_before_the_dropoff_question():
+    result = Rider().text("flat tire at 5th ave and 23rd")
+    assert render(reply(result, "ask_dropoff")).startswith("Pickup: 5th Ave & W 23rd St.")
+
+
+def test_a_first_text_only_asks_the_geocoder_about_a_place_words_point_at():
+    bodega = Point(40.7465, -74.0014, "Bodega, 9th Avenue")
+    geocoder = FakeGeocoder({"bodega": [bodega]})
+    assert Rider(make_ctx(geocoder=geocoder)).text("hi can you help me").state == "ask_location"
+    assert geocoder.asked == []
+    result = Rider(make_ctx(geocoder=geocoder)).text("flat tire at the bodega")
+    assert result.state == "ask_dropoff" and geocoder.asked == ["bodega"]
+
+
+# -- corrections -------------------------------------------------------------------------------
+
+def test_a_corrected_pickup_measures_the_trip_again():
+    rider = Rider()
+    rider.texts("flat tire at union square", "bryant park")
+    before = rider.data["trip_miles"]
+    result = rider.text("no, I'm at penn station")
+    assert result.state == "confirm" and rider.data["pickup"]["label"] == "Penn Station"
+    assert rider.data["trip_miles"] != before
+    assert "pickup at Penn Station to Bryant Park" in render(reply(result, "quote"))
+
+
+def test_a_corrected_pickup_too_far_from_the_dropoff_asks_where_to_again():
+    rider = Rider()
+    rider.texts("flat tire at union square", "battery park")
+    result = rider.text("no, I'm at inwood hill park")
+    assert result.state == "ask_dropoff" and "dropoff" not in rider.data
+
+
+def test_wrong_place_at_the_quote_without_a_dropoff_forgets_the_pickup():
+    rider = at_confirm()
+    result = rider.text("wrong place")
+    assert result.state == "ask_location" and "pickup" not in rider.data
+    assert rider.data["problem"] == "flat_tire"
+    assert rider.text("bryant park").state == "confirm"
+
+
+# -- questions ---------------------------------------------------------------------------------
+
+def test_the_price_question_uses_the_real_pricing():
+    rider = Rider(make_ctx(surge=1.5))
+    rider.text("hi")
+    result = rider.text("how much?")
+    assert templates(result) == ["price_info", "ask_location"]
+    text = render(reply(result, "price_info"))
+    assert "$25.00 plus $3.00 a mile" in text and "1.5x" in text
+
+
+def test_a_question_keeps_the_place_in_the_flow():
+    rider = Rider()
+    rider.texts("flat tire at union square")
+    before = dict(rider.data)
+    for question in ("how long?", "is anyone coming", "how much is it", "status"):
+        assert rider.text(question).state == "ask_dropoff"
+    assert rider.data == before
+    assert rider.text("penn station").state == "confirm"
+
+
+# -- cancels -----------------------------------------------------------------------------------
+
+def assigned_rider() -> Rider:
+    return Rider(make_ctx(open_rescue=make_rescue(status="assigned", driver_id="driver-1")), state="active")
+
+
+def test_a_casual_cancel_with_a_driver_on_the_way_is_confirmed_first():
+    rider = assigned_rider()
+    result = rider.text("nvm")
+    assert result.state == "confirm_cancel" and not any(isinstance(e, CancelRescue) for e in result.effects)
+    assert "already on the way" in render(reply(result, "confirm_cancel"))
+    result = rider.text("y")
+    assert [e for e in result.effects if isinstance(e, CancelRescue)] == [
+        CancelRescue("rescue-1", reason="cancelled by rider")]
+
+
+def test_keeping_the_rescue_after_a_casual_cancel():
+    rider = assigned_rider()
+    rider.text("nevermind")
+    result = rider.text("no keep it")
+    assert (result.state, templates(result)) == ("active", ["cancel_kept"])
+    # Anything else is a text for the driver again.
+    assert [type(e) for e in rider.text("I'm by the fountain").effects] == [Relay]
+
+
+def test_an_explicit_cancel_needs_no_confirmation():
+    result = assigned_rider().text("CANCEL RESCUE")
+    assert result.state == "idle" and any(isinstance(e, CancelRescue) for e in result.effects)
+
+
+def test_a_casual_cancel_while_still_searching_cancels_at_once():
+    rider = Rider(make_ctx(open_rescue=make_rescue()), state="active")
+    assert any(isinstance(e, CancelRescue) for e in rider.text("nvm").effects)
+
+
+# -- PAY ---------------------------------------------------------------------------------------
+
+def test_pay_with_nothing_owed_starts_nothing():
+    result = Rider().text("PAY")
+    assert (result.state, templates(result)) == ("idle", ["nothing_owed"])
+    paid = make_rescue(status="completed", payment_status="paid")
+    result = Rider(make_ctx(aftercare=paid)).text("pay")
+    assert (result.state, templates(result)) == ("idle", ["nothing_owed"])
+    assert not any(isinstance(e, ResendPaymentLink) for e in result.effects)
+
+
+def test_pay_with_something_owed_sends_a_fresh_link():
+    owed = make_rescue(status="completed", payment_status="failed")
+    result = Rider(make_ctx(aftercare=owed)).text("PAY")
+    assert ResendPaymentLink("rescue-1") in result.effects
+
+
+# -- a person ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["HUMAN", "human", "talk to a person", "agent", "operator", "persona", "humano",
+                                  "can i speak to someone real"])
+def test_asking_for_a_person_opens_a_help_request_and_keeps_the_place(text):
+    rider = Rider()
+    rider.text("flat tire at union square")
+    result = rider.text(text)
+    assert OpenHelpRequest("asked", words_clean(text), None) in result.effects
+    assert templates(result) == ["human_requested"]
+    assert result.state == "ask_dropoff" and rider.data["pickup"]["label"] == "Union Square"
+
+
+def test_a_help_request_with_a_rescue_names_it():
+    rider = Rider(make_ctx(open_rescue=make_rescue()), state="active")
+    assert OpenHelpRequest("asked", "HUMAN", "rescue-1") in rider.text("HUMAN").effects
+
+
+def test_three_texts_not_understood_bring_a_person_in_and_the_loop_ends():
+    rider = Rider()
+    rider.text("hi")
+    said = []
+    for text in ["🙃", "asdf qwer", "🙃", "🙃", "🙃"]:
+        result = rider.text(text)
+        said.append((templates(result), [e.reason for e in result.effects if isinstance(e, OpenHelpRequest)]))
+    assert said == [
+        (["not_understood", "ask_location"], []),
+        (["place_not_found"], []),
+        (["help_coming"], ["not_understood"]),
+        ([], ["not_understood"]),   # told once; an auto-reply would loop on the same words
+        ([], ["not_understood"]),
+    ]
+    assert "dispatcher to text you here" in render(Reply("help_coming"))
+    # Something understood counts again from nothing.
+    assert rider.text("union square").state == "ask_problem"
+    assert "misses" not in rider.data
+
+
+def test_misses_are_counted_in_a_row_only():
+    rider = Rider()
+    rider.text("hi")
+    rider.texts("🙃", "🙃")
+    rider.text("how much?")          # understood: a question
+    result = rider.text("🙃")
+    assert templates(result) == ["not_understood", "ask_location"]
+
+
+def test_a_call_counts_no_misses():
+    rider = Rider(make_ctx(channel="voice"))
+    rider.text("")
+    for _ in range(4):
+        result = rider.text("blorp florp")
+        assert templates(result) == ["place_not_found"]
+    assert not any(isinstance(e, OpenHelpRequest) for e in result.effects)
+
+
+@pytest.mark.parametrize("text", [
+    "Auto-Reply: I'm driving with Driving Focus on. I'll see your message when I get where I'm going.",
+    "This is an automated message, please do not reply",
+    "Respuesta automática: estoy manejando, te contesto más tarde",
+])
+def test_auto_replies_are_not_answered(text):
+    rider = Rider()
+    rider.text("hi")
+    for _ in range(5):
+        result = rider.text(text)
+        assert result.effects == [] and result.state == "ask_location"
+
+
+# -- languages ---------------------------------------------------------------------------------
+
+def test_the_language_comes_from_the_first_words_and_stays():
+    rider = Rider()
+    assert rider.text("se me ponchó la llanta en union square").language == "es"
+    assert rider.text("skip").language == "es"           # one English word does not turn it
+    assert "Responde S para reservar" in render(reply(rider.last, "quote"), lang="es")
+
+
+def test_english_or_espanol_switches_at_any_time_and_sticks():
+    rider = Rider()
+    rider.text("flat tire at union square")
+    result = rider.text("ESPAÑOL")
+    assert (result.language, templates(result)) == ("es", ["language_set", "ask_dropoff"])
+    assert rider.text("penn station").language == "es"
+    result = rider.text("English")
+    assert result.language == "en" and result.language_chosen
+    # Chosen: Spanish words no longer change it.
+    assert rider.text("sí por favor").language == "en"
+
+
+def test_ayuda_is_the_spanish_help():
+    rider = Rider()
+    rider.text("hola")
+    result = rider.text("AYUDA")
+    assert templates(result) == ["help"] and result.state == "ask_location" and result.language == "es"

@@ -10,11 +10,8 @@ from flows.intents import ANYWHERE, WHOLE_MESSAGE
 from flows.lexicon import Lexicon
 from flows.problems import PROBLEM_WORDS
 from flows.words import (
-    CANCEL_RESCUE,
     OPT_OUT,
     PROBLEM_MENU,
-    SKIP,
-    STATUS,
     Intent,
     answer,
     classify_problem,
@@ -101,11 +98,11 @@ def test_smart_apostrophes_from_phones():
 # -- keyword sets ------------------------------------------------------------------------------
 
 def test_cancel_is_an_opt_out_word_so_riders_cancel_with_cancel_rescue():
-    assert "cancel" in OPT_OUT and "cancel" not in CANCEL_RESCUE
-    assert {"cancel rescue", "nevermind", "never mind"} <= CANCEL_RESCUE
-    assert normalise(" Cancel Rescue! ") in CANCEL_RESCUE
-    assert normalise("STATUS?") in STATUS
-    assert normalise("Skip.") in SKIP
+    assert "cancel" in OPT_OUT and intent("cancel") is None
+    assert intent(" Cancel Rescue! ") is Intent.CANCEL and intent("CANCELAR RESCATE") is Intent.CANCEL
+    assert intent("nevermind") is Intent.CASUAL_CANCEL and intent("never mind") is Intent.CASUAL_CANCEL
+    assert intent("STATUS?") is Intent.STATUS
+    assert intent("Skip.") is Intent.SKIP
 
 
 # -- classify_problem ---------------------------------------------------------------------------
@@ -275,8 +272,8 @@ def test_no_intent(text):
     assert intent(text) is None
 
 
-def test_casual_cancel_is_not_the_existing_immediate_cancel_set():
-    # The flows still cancel at once on CANCEL_RESCUE; intent() tells the casual words apart.
+def test_casual_cancel_is_told_apart_from_cancel():
+    # The rider flow cancels at once on CANCEL, and asks first on a casual word when a driver is on the way.
     assert intent("nvm") is Intent.CASUAL_CANCEL and intent("cancel rescue") is Intent.CANCEL
 
 

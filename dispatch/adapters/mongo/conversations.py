@@ -26,6 +26,7 @@ class Conversation:
     version: int = 0
     applied: list[str] = field(default_factory=list)
     language: str = "en"
+    language_chosen: bool = False  # the rider said which (ENGLISH / ESPAÑOL): no guess overrides it
 
 
 class MongoConversations:
@@ -38,12 +39,13 @@ class MongoConversations:
             return Conversation(phone=phone, role=role)
         return Conversation(phone=phone, role=doc.get("role", role), state=doc.get("state", "idle"),
                             data=doc.get("data") or {}, version=doc.get("version", 0),
-                            applied=list(doc.get("applied") or []), language=doc.get("language") or "en")
+                            applied=list(doc.get("applied") or []), language=doc.get("language") or "en",
+                            language_chosen=bool(doc.get("language_chosen")))
 
     def save(self, convo: Conversation, state: str, data: dict[str, Any], applied_key: str) -> None:
         """Compare-and-set on the version, recording which inbound message produced it."""
         fields = {"role": convo.role, "state": state, "data": data, "version": convo.version + 1,
-                  "language": convo.language,
+                  "language": convo.language, "language_chosen": convo.language_chosen,
                   "applied": (convo.applied + [applied_key])[-APPLIED_KEEP:], "updated_at": now_ms()}
         if convo.version == 0:
             try:

@@ -63,6 +63,8 @@ CASES = [
     ("40.7484,-73.9857 n broadway", *ESB),
     ("my location: 40.74840, -73.98570 (accuracy 12 m)", *ESB),
     ("+40.7484, -73.9857", *ESB),
+    ("I'm at 40.7484,-73.9857.", *ESB),                    # a sentence's full stop
+    ("(40.7484,-73.9857)", *ESB),
     # Google Maps
     (GOOGLE_PLACE, 40.7484405, -73.9856644, "Empire State Building"),
     ("https://www.google.com/maps/place/Joe's+Pizza/@40.7305,-74.0021,17z", 40.7305, -74.0021, "Joe's Pizza"),
@@ -143,6 +145,16 @@ def test_short_plus_code_needs_a_reference_point():
 def test_links_win_over_numbers_in_the_text():
     point = parse_location("at 10.123, 20.456? no: https://maps.google.com/?q=40.7484,-73.9857")
     assert (point.lat, point.lng) == (40.7484, -73.9857)
+
+
+def test_a_line_starting_with_near_is_only_a_label_when_it_is_an_address():
+    point = parse_location("near 40.7000,-74.0000 https://maps.apple.com/?ll=40.7484,-73.9857")
+    assert (point.lat, point.lng, point.label) == ESB
+
+
+@pytest.mark.parametrize("text", ["broke down 12.03.2024, 10.30 near times sq", "firmware 1.2.3,4.5"])
+def test_dotted_numbers_are_neither_a_location_nor_a_crash(text):
+    assert parse_location(text, near=NEAR_MANHATTAN) is None
 
 
 @pytest.mark.parametrize("text, link", [

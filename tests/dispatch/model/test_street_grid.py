@@ -168,6 +168,10 @@ def test_street_addresses(grid, text, label, near, within_m):
     assert metres(point, *near) < within_m
 
 
+def test_a_direction_glued_to_its_number_still_reads(grid):
+    assert [p.label for p in grid.find("w23rd st and 5th")] == ["5th Ave & W 23rd St"]
+
+
 def test_address_without_a_side_gives_both(grid):
     assert sorted(p.label for p in grid.find("150 23rd st")) == ["150 E 23rd St", "150 W 23rd St"]
 
@@ -175,7 +179,7 @@ def test_address_without_a_side_gives_both(grid):
 @pytest.mark.parametrize("text", [
     "", "help my bike broke", "flat tire", "10:30", "at 10:30 pm", "$25.50", "call 212-555-0123",
     "12/05/2024", "5pm", "bryant park and 42nd", "central park", "madison square garden", "2, 3",
-    "the price is 23 and 5 dollars? no", "5 & 6",
+    "the price is 23 and 5 dollars? no", "5 & 6", "the old mill on zq5a50b1 lane", "code r1042x23",
 ])
 def test_not_a_crossing(grid, text):
     if text == "the price is 23 and 5 dollars? no":
