@@ -229,7 +229,9 @@ def test_the_buttons_follow_the_same_rules_as_the_texts(services, visitor, make_
     assert done.status_code == 200 and done.get_json()["status"] == "completed"
     assert services.rescues.get(job.rescue.id).status == "completed"
     types = [e["type"] for e in services.events.timeline(job.rescue.id)]
-    assert types[-2:] == ["driver_arrived", "rescue_completed"]
+    # A live worker may already have added the payment link's events after these.
+    lifecycle = [t for t in types if t in ("driver_arrived", "rescue_completed")]
+    assert lifecycle[-2:] == ["driver_arrived", "rescue_completed"]
     for url, body in ((job.job + "/arrived", {}), (job.job + "/done", {}),
                       (job.job + "/location", {"lat": 40.74, "lng": -73.99})):
         dead = visitor.post(url, json=body)
