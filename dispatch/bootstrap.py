@@ -31,6 +31,7 @@ from dispatch.adapters.osrm import OsrmRouter
 from dispatch.adapters.redis_feed import RedisFeed
 from dispatch.adapters.redis_geo import RedisGeoIndex
 from dispatch.adapters.redis_guards import RedisLimits, RedisLocks
+from dispatch.adapters.redis_held import RedisHeldTexts
 from dispatch.adapters.rq_scheduler import RqScheduler, urgent_queue_name
 from dispatch.announcer import Announcer
 from dispatch.board import Board
@@ -53,6 +54,7 @@ from dispatch.ports import (
     DriverRepository,
     EventStore,
     GeoIndex,
+    HeldTexts,
     HelpRequestStore,
     Ledger,
     LinkStore,
@@ -123,7 +125,7 @@ class Core:
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
                  scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
                  help_requests: HelpRequestStore, feed: ChangeFeed, links: LinkStore,
-                 router: Router | None = None) -> None:
+                 router: Router | None = None, held: HeldTexts | None = None) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
@@ -143,7 +145,8 @@ class Core:
         self.board = Board(settings, rescues, drivers, events, self.tracking)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
-                               self.bus, scheduler)
+                               self.bus, scheduler, held)
+        self.held = held
         self.bus.handlers = event_handlers(self)
 
     @property
@@ -181,7 +184,7 @@ class Services(Core):
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
             help_requests=MongoHelpRequests(db), feed=RedisFeed(redis), links=MongoLinks(db),
-            router=OsrmRouter(settings) if settings.routing_url else None)
+            router=OsrmRouter(settings) if settings.routing_url else None, held=RedisHeldTexts(redis))
 
     @cached_property
     def locator(self) -> Locator:

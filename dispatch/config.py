@@ -90,6 +90,13 @@ class Settings:
     dispatch_alert_phone: str | None = None
     # How long a message from one number waits for the previous one from that number.
     phone_lock_wait_seconds: float = 8.0
+    # -- outages and personal data (PRODUCT.md §7) --
+    # How long the SMS webhook waits on MongoDB before keeping the text in Redis instead,
+    # and the budget of a call's step (Twilio hangs up on a webhook at 15 s).
+    webhook_store_timeout_seconds: float = 3.0
+    voice_store_timeout_seconds: float = 10.0
+    # Message bodies and rider numbers of closed rescues are erased after this many days.
+    retention_days: int = 365
 
     @property
     def sandbox(self) -> bool:
@@ -191,6 +198,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
         admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
         dispatch_alert_phone=_phone(get("DISPATCH_ALERT_PHONE"), "DISPATCH_ALERT_PHONE"),
+        webhook_store_timeout_seconds=float(get("WEBHOOK_STORE_TIMEOUT_SECONDS", "3")),
+        voice_store_timeout_seconds=float(get("VOICE_STORE_TIMEOUT_SECONDS", "10")),
+        retention_days=int(get("RETENTION_DAYS", "365")),
     )
     if settings.production:
         missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),

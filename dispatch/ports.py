@@ -169,6 +169,15 @@ class MessageStore(Protocol):
     def unapplied_before(self, before: int) -> bool: ...
 
 
+class HeldTexts(Protocol):
+    """Inbound texts kept outside MongoDB while it is unreachable, oldest first."""
+    def hold(self, sid: str, doc: dict[str, Any]) -> bool:
+        """False when a text with this MessageSid is already held."""
+    def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """(entry id, the inbound record) pairs, in the order they were held."""
+    def drop(self, entry_id: str) -> None: ...
+
+
 class HelpRequestStore(Protocol):
     def add(self, request: HelpRequest) -> bool:
         """False when the phone already has an open request."""

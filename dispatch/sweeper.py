@@ -8,10 +8,11 @@ import structlog
 
 from dispatch.bus import EventBus
 from dispatch.dispatcher import Dispatcher
+from dispatch.holding import release
 from dispatch.matching import Matcher
 from dispatch.messaging import Delivery, Outbox
 from dispatch.model.clock import now_ms
-from dispatch.ports import MessageStore, OfferRepository, RescueRepository, Scheduler
+from dispatch.ports import HeldTexts, MessageStore, OfferRepository, RescueRepository, Scheduler
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +41,17 @@ class Sweeper:
     delivery: Delivery
     bus: EventBus
     scheduler: Scheduler
+    held: HeldTexts | None = None
 
     def sweep(self) -> dict[str, int]:
         now = now_ms()
         counts = {"geo_rebuilt": 0, "offers_expired": 0, "accepting_resolved": 0, "drivers_freed": 0,
                   "rescues_redriven": 0, "texts_requeued": 0, "texts_reconciled": 0, "links_redriven": 0,
-                  "inbound_redriven": 0, "events_redelivered": 0}
+                  "inbound_redriven": 0, "events_redelivered": 0, "held_recorded": 0}
+        if self.held is not None:  # first: the rest of the sweep needs MongoDB anyway
+            counts["held_recorded"] = release(self.held, self.messages)
+            if counts["held_recorded"]:
+                self.scheduler.kick_inbound()
         if not self.matcher.geo.is_built():
             self.matcher.rebuild()
             counts["geo_rebuilt"] = 1

@@ -226,3 +226,52 @@ def test_help_requests_come_from_the_flow_through_the_help_desk(private, setting
         apply_text(services, params["MessageSid"])
     request = services.help_desk.requests.open_for(rider)
     assert request is not None and request.reason == "not_understood" and request.text == "🙃"
+
+
+@pytest.fixture
+def mongo_down(settings, services):
+    """The app over a MongoDB nothing listens on, and the real Redis: a MongoDB outage."""
+    import dataclasses
+
+    from dispatch.adapters.mongo import connect
+
+    down = dataclasses.replace(settings, mongo_url="mongodb://127.0.0.1:1/", webhook_store_timeout_seconds=0.5,
+                               voice_store_timeout_seconds=0.5)
+    own = Services(down, connect(down), services.redis)
+    return own, create_app(services=own).test_client()
+
+
+def test_texts_during_a_mongodb_outage_are_answered_200_held_once_and_recorded_in_order_after(
+        mongo_down, settings, services):
+    from dispatch.holding import release
+
+    down, client = mongo_down
+    number = new_number()
+    texts = [sms_params(number, body) for body in ("flat tire at Union Square", "skip")]
+    answers = [post_signed(client, settings, "/twilio/sms", p) for p in [texts[0], texts[0], texts[1]]]
+    assert [r.status_code for r in answers] == [200, 200, 200]  # the redelivery too
+    assert all(r.get_data(as_text=True).endswith("<Response />") for r in answers)
+    assert inbound(services, texts[0]["MessageSid"]) is None  # nothing could reach MongoDB
+
+    release(services.held, services.messages)  # MongoDB is back (a live worker's sweep may come first)
+    records = [list(services.db.messages.find({"key": f"in:{p['MessageSid']}"})) for p in texts]
+    assert [len(r) for r in records] == [1, 1], "each held text recorded exactly once"
+    first, second = records[0][0], records[1][0]
+    assert first["phone"] == number and first["body"] == "flat tire at Union Square"
+    assert first["seq"] < second["seq"], "the arrival order kept through the outage"
+    assert release(services.held, services.messages) == 0 or not services.held.oldest(1)
+    outcome = apply_text(services, texts[1]["MessageSid"])  # applies the earlier one first
+    assert outcome.startswith("rider:") or outcome == "done"
+    replies = [services.db.messages.find_one({"key": f"reply:{p['MessageSid']}"}) for p in texts]
+    assert "Where should we take you" in replies[0]["body"]
+    assert replies[1]["body"].startswith("Rescue quote:")
+
+
+def test_a_call_during_a_mongodb_outage_is_told_in_words_to_text_instead(mongo_down, settings):
+    down, client = mongo_down
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": new_number(),
+              "To": RESCUE_NUMBER}
+    r = post_signed(client, settings, "/twilio/voice", params)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/xml"
+    assert "Please text this number" in body and "<Hangup" in body
