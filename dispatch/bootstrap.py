@@ -135,7 +135,8 @@ class Core:
         self.lifecycle = Lifecycle(rescues, riders, self.bus)
         self.matcher = Matcher(geo, drivers)
         self.outbox = Outbox(messages, scheduler)
-        self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status")
+        self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status",
+                                 locks, scheduler.retry_send)
         self.links = Links(settings, links, rescues, drivers)
         self.tracking = Tracking(settings, rescues, drivers, self.bus, router)
         self.dispatcher = Dispatcher(settings, self.lifecycle, rescues, drivers, offers, self.matcher, self.bus,

@@ -11,14 +11,20 @@ batches on a thread pool (the carrier answers in ~200 ms, and a job costs ~10 ms
 round trips). The claim makes concurrent drains safe. A text that fails transiently
 leaves the batch and is retried by its own send job with back-off; texts the sweeper
 finds stuck are re-sent the same way.
+
+Texts to one number leave in the order they were queued, across every worker and drain
+(PRODUCT.md §7): each send, from a drain or a send job, goes through the number's lane,
+which under the number's lock sends that number's pending texts oldest first and stops at
+one that is mid-send elsewhere or failed for now (its retry sends the rest after it).
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any
 
 import structlog
@@ -26,13 +32,22 @@ import structlog
 from dispatch.model import message as m
 from dispatch.model.clock import now_ms
 from dispatch.model.phones import is_textable, mask
-from dispatch.ports import MessageStore, Metrics, OptOutRegistry, Scheduler, Sender, SendFailed
+from dispatch.ports import Locks, MessageStore, Metrics, OptOutRegistry, Scheduler, Sender, SendFailed
 
 log = structlog.get_logger(__name__)
 
 SEND_THREADS = 64
 SEND_BATCH = 64  # texts one drain takes at a time: one carrier round trip at SEND_THREADS
 REQUEUE_BATCH = 500
+# A lane sends for at most LANE_BUDGET_SECONDS (a send gives up after 10 s) and its lock
+# outlives that, so two lanes of one number never overlap; a lane busy elsewhere is waited
+# for a little, and what is left pending is re-sent by the sweeper.
+LANE_BUDGET_SECONDS = 20.0
+LANE_LOCK_TTL_SECONDS = 45
+LANE_WAIT_SECONDS = 5.0
+LANE_BATCH = 50
+WAITING = "waiting"  # left pending behind an earlier text of its number
+RETRYING = "retrying"  # failed for now: its own send job retries it, then the texts after it
 
 
 @dataclass
@@ -48,7 +63,7 @@ class Outbox:
         now = now_ms()
         doc = {"_id": uuid.uuid4().hex, "key": key, "direction": m.OUT, "phone": to, "body": body,
                "kind": kind, "rescue_id": rescue_id, "status": m.PENDING, "status_rank": 0,
-               "attempts": 0, "created_at": now, "updated_at": now}
+               "attempts": 0, "created_at": now, "seq": time.time_ns(), "updated_at": now}
         if not self.messages.add(doc):
             return self.messages.by_key(key)
         self.scheduler.kick_outbox()
@@ -72,46 +87,79 @@ class Delivery:
     optouts: OptOutRegistry
     metrics: Metrics
     status_callback: str | None
+    locks: Locks | None = None  # None only in tests of one process
+    retry_later: Callable[[str], None] | None = None  # a text's own send job, with back-off
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
-    def drain(self, retry_later: Callable[[str], None]) -> int:
-        """Send one batch of never-tried pending texts concurrently; returns how many it took.
-
-        A number's texts in the batch go out one after another, oldest first, so a rider
-        never gets "driver arrived" before "driver assigned". A text that fails
-        transiently is back to `pending` and handed to `retry_later` (its own job).
-        """
+    def drain(self) -> int:
+        """Send one batch of never-tried pending texts, one lane per number on a thread pool.
+        Returns how many texts it moved on (a batch of texts all waiting behind others is 0,
+        so a drain stops rather than spinning on them)."""
         batch = self.messages.unsent(SEND_BATCH)
-        if not batch:
-            return 0
-        batch.sort(key=lambda msg: (msg["phone"], msg["created_at"]))
-        lanes = [[msg["_id"] for msg in msgs] for _, msgs in groupby(batch, key=lambda msg: msg["phone"])]
-        for lane in self._executor().map(self._deliver_lane, lanes):
-            for message_id, outcome in lane:
-                if isinstance(outcome, SendFailed) and outcome.transient:
-                    retry_later(message_id)
-        return len(batch)
+        phones = list(dict.fromkeys(msg["phone"] for msg in batch))
+        moved = self._executor().map(self._lane, phones)
+        return sum(outcome != WAITING for lane in moved for outcome in lane.values())
 
-    def _deliver_lane(self, ids: list[str]) -> list[tuple[str, str | Exception]]:
-        out: list[tuple[str, str | Exception]] = []
-        for message_id in ids:
-            try:
-                out.append((message_id, self.deliver(message_id)))
-            except Exception as exc:  # noqa: BLE001 - one text's failure must not stop the others
-                if not isinstance(exc, SendFailed):
-                    log.warning("batch_send_error", message_id=message_id, error=type(exc).__name__)
-                out.append((message_id, exc))
-        return out
+    def deliver(self, message_id: str) -> str:
+        """The send job's body: this text, after every earlier pending text to its number.
+        A transient failure of this very text is raised, for RQ to retry with back-off."""
+        msg = self.messages.get(message_id)
+        if msg is None or msg["status"] != m.PENDING:
+            return msg["status"] if msg else "missing"
+        outcome = self._lane(msg["phone"], raise_for=message_id).get(message_id)
+        if outcome is None:  # another lane of this number took it, or it waits behind an earlier text
+            now = self.messages.get(message_id) or {"status": "missing"}
+            outcome = WAITING if now["status"] == m.PENDING else now["status"]
+        return outcome
+
+    def _lane(self, phone: str, raise_for: str | None = None) -> dict[str, str]:
+        """Under the number's lock, its pending texts oldest first, re-read until none is left
+        (texts queued meanwhile are sent by this lane, not by a second one beside it)."""
+        outcomes: dict[str, str] = {}
+        with self._lane_lock(phone) as got:
+            if not got:
+                return outcomes
+            deadline = time.monotonic() + LANE_BUDGET_SECONDS
+            while time.monotonic() < deadline:
+                waiting = self.messages.unfinished_to(phone, LANE_BATCH)
+                if not waiting:
+                    return outcomes
+                for msg in waiting:
+                    if msg["status"] != m.PENDING:
+                        return outcomes  # mid-send elsewhere, or its worker died: the sweeper settles it
+                    outcome = self._send_one(msg, raise_for)
+                    outcomes[msg["_id"]] = outcome
+                    if outcome in (WAITING, RETRYING):
+                        return outcomes
+        return outcomes
+
+    def _lane_lock(self, phone: str) -> AbstractContextManager[bool]:
+        if self.locks is None:
+            return nullcontext(True)
+        return self.locks.hold(f"out:{phone}", LANE_LOCK_TTL_SECONDS, LANE_WAIT_SECONDS)
+
+    def _send_one(self, msg: dict[str, Any], raise_for: str | None) -> str:
+        """One text in its lane; RETRYING when it failed for now (its retry is arranged), WAITING
+        when the lane could not tell (the sweeper re-sends it)."""
+        try:
+            return self._send(msg)
+        except SendFailed:  # transient (a lasting failure is recorded and returned)
+            if msg["_id"] == raise_for:
+                raise
+            if self.retry_later is not None:
+                self.retry_later(msg["_id"])
+            return RETRYING
+        except Exception as exc:  # noqa: BLE001 - the lane stops; the sweeper re-sends what is left
+            log.warning("batch_send_error", message_id=msg["_id"], error=type(exc).__name__)
+            return WAITING
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
         return self._pool
 
-    def deliver(self, message_id: str) -> str:
-        msg = self.messages.get(message_id)
-        if msg is None or msg["status"] != m.PENDING:
-            return msg["status"] if msg else "missing"
+    def _send(self, msg: dict[str, Any]) -> str:
+        message_id = msg["_id"]
         if self.optouts.is_opted_out(msg["phone"]):
             if not self.messages.finish(message_id, m.PENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE)):
                 return "claimed-elsewhere"  # another copy of this job already sent it

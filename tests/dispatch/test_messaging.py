@@ -573,7 +573,10 @@ def private_outbox(services, settings):
     db = services.db.client[f"drain_{uuid.uuid4().hex[:10]}"]
     db.messages.create_index("key", unique=True)
     box = Outbox(MongoMessages(db), RecordingScheduler())
-    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None)
+    retries: list[str] = []
+    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None,
+                        services.locks, retries.append)
+    delivery.retries = retries
     yield box, delivery, db
     services.db.client.drop_database(db.name)
 
@@ -587,9 +590,8 @@ def test_drain_sends_every_waiting_text_once_and_each_numbers_texts_in_order(pri
             box.queue_text(phone, f"driver {step}", key=key())
     for phone in single:
         box.queue_text(phone, "hello", key=key())
-    retries: list[str] = []
-    assert delivery.drain(retries.append) == 29
-    assert delivery.drain(retries.append) == 0 and retries == []
+    assert delivery.drain() == 29
+    assert delivery.drain() == 0 and delivery.retries == []
     for phone in busy:
         assert [t.body for t in fake_twilio.wait_for_texts(phone, 3)] == ["driver assigned", "driver arrived",
                                                                           "driver done"]
@@ -604,12 +606,11 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
     to = new_number()
     doc = box.queue_text(to, "one", key=key())
     fake_twilio.fail_next(1, 503, 20503)
-    retries: list[str] = []
-    assert delivery.drain(retries.append) == 1
-    assert retries == [doc["_id"]]
+    assert delivery.drain() == 1
+    assert delivery.retries == [doc["_id"]]
     stored = message_in(db, doc["_id"])
     assert stored["status"] == "pending" and stored["attempts"] == 1
-    assert delivery.drain(retries.append) == 0, "a text that was tried once is its retry job's business"
+    assert delivery.drain() == 0, "a text that was tried once is its retry job's business"
     assert delivery.deliver(doc["_id"]) == "sent"
 
 
