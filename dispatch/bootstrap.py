@@ -26,6 +26,7 @@ from dispatch.adapters.mongo.ledger import MongoLedger, MongoStripeEvents
 from dispatch.adapters.mongo.links import MongoLinks
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.mongo.offers import MongoOffers
+from dispatch.adapters.mongo.personal_data import MongoPersonalData
 from dispatch.adapters.mongo.rescues import MongoRescues, MongoRiders
 from dispatch.adapters.osrm import OsrmRouter
 from dispatch.adapters.redis_feed import RedisFeed
@@ -64,6 +65,7 @@ from dispatch.ports import (
     OfferRepository,
     OptOutRegistry,
     PaymentGateway,
+    PersonalData,
     RescueRepository,
     RiderRepository,
     Router,
@@ -71,6 +73,7 @@ from dispatch.ports import (
     Sender,
     StripeEventLog,
 )
+from dispatch.privacy import Privacy
 from dispatch.sweeper import Sweeper
 from dispatch.tracking import Tracking
 
@@ -125,7 +128,8 @@ class Core:
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
                  scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
                  help_requests: HelpRequestStore, feed: ChangeFeed, links: LinkStore,
-                 router: Router | None = None, held: HeldTexts | None = None) -> None:
+                 router: Router | None = None, held: HeldTexts | None = None,
+                 personal_data: PersonalData | None = None) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
@@ -136,7 +140,7 @@ class Core:
         self.matcher = Matcher(geo, drivers)
         self.outbox = Outbox(messages, scheduler)
         self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status",
-                                 locks, scheduler.retry_send)
+                                 scheduler)
         self.links = Links(settings, links, rescues, drivers)
         self.tracking = Tracking(settings, rescues, drivers, self.bus, router)
         self.dispatcher = Dispatcher(settings, self.lifecycle, rescues, drivers, offers, self.matcher, self.bus,
@@ -145,8 +149,9 @@ class Core:
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
         self.board = Board(settings, rescues, drivers, events, self.tracking)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
+        self.privacy = Privacy(settings.retention_days, personal_data, rescues) if personal_data else None
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
-                               self.bus, scheduler, held)
+                               self.bus, scheduler, held, self.privacy)
         self.held = held
         self.bus.handlers = event_handlers(self)
 
@@ -185,7 +190,8 @@ class Services(Core):
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
             help_requests=MongoHelpRequests(db), feed=RedisFeed(redis), links=MongoLinks(db),
-            router=OsrmRouter(settings) if settings.routing_url else None, held=RedisHeldTexts(redis))
+            router=OsrmRouter(settings) if settings.routing_url else None, held=RedisHeldTexts(redis),
+            personal_data=MongoPersonalData(db))
 
     @cached_property
     def locator(self) -> Locator:

@@ -14,16 +14,16 @@ finds stuck are re-sent the same way.
 
 Texts to one number leave in the order they were queued, across every worker and drain
 (PRODUCT.md §7): each send, from a drain or a send job, goes through the number's lane,
-which under the number's lock sends that number's pending texts oldest first and stops at
-one that is mid-send elsewhere or failed for now (its retry sends the rest after it).
+which sends that number's unfinished texts oldest first and stops at the first it cannot
+take (mid-send elsewhere: that lane goes on after it; or failed for now: its retry does).
+The claim (pending -> sending) is the only gate, so no lane ever sends a text while an
+earlier one to the same number is still pending or mid-send.
 """
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,21 +32,21 @@ import structlog
 from dispatch.model import message as m
 from dispatch.model.clock import now_ms
 from dispatch.model.phones import is_textable, mask
-from dispatch.ports import Locks, MessageStore, Metrics, OptOutRegistry, Scheduler, Sender, SendFailed
+from dispatch.ports import MessageStore, Metrics, OptOutRegistry, Scheduler, Sender, SendFailed
 
 log = structlog.get_logger(__name__)
 
 SEND_THREADS = 64
 SEND_BATCH = 64  # texts one drain takes at a time: one carrier round trip at SEND_THREADS
 REQUEUE_BATCH = 500
-# A lane sends for at most LANE_BUDGET_SECONDS (a send gives up after 10 s) and its lock
-# outlives that, so two lanes of one number never overlap; a lane busy elsewhere is waited
-# for a little, and what is left pending is re-sent by the sweeper.
+# A lane stops after LANE_BUDGET_SECONDS; what is left pending goes with the next drain.
 LANE_BUDGET_SECONDS = 20.0
-LANE_LOCK_TTL_SECONDS = 45
-LANE_WAIT_SECONDS = 5.0
+# A send gives up after 10 s (the Twilio adapter's timeout): a text claimed longer ago than
+# this lost its worker mid-send, and the texts after it do not wait for the sweeper to settle it.
+CLAIM_DEAD_MS = 11_000
 LANE_BATCH = 50
 WAITING = "waiting"  # left pending behind an earlier text of its number
+CLAIMED_ELSEWHERE = "claimed-elsewhere"  # another lane or a copy of the job took it first
 RETRYING = "retrying"  # failed for now: its own send job retries it, then the texts after it
 
 
@@ -87,8 +87,7 @@ class Delivery:
     optouts: OptOutRegistry
     metrics: Metrics
     status_callback: str | None
-    locks: Locks | None = None  # None only in tests of one process
-    retry_later: Callable[[str], None] | None = None  # a text's own send job, with back-off
+    scheduler: Scheduler | None = None  # for a text's own send job; None only in tests of one process
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def drain(self) -> int:
@@ -113,30 +112,38 @@ class Delivery:
         return outcome
 
     def _lane(self, phone: str, raise_for: str | None = None) -> dict[str, str]:
-        """Under the number's lock, its pending texts oldest first, re-read until none is left
-        (texts queued meanwhile are sent by this lane, not by a second one beside it)."""
+        """The number's unfinished texts oldest first, re-read until a look sends nothing
+        (texts queued meanwhile go out after the earlier ones, from this lane)."""
         outcomes: dict[str, str] = {}
-        with self._lane_lock(phone) as got:
-            if not got:
-                return outcomes
-            deadline = time.monotonic() + LANE_BUDGET_SECONDS
-            while time.monotonic() < deadline:
-                waiting = self.messages.unfinished_to(phone, LANE_BATCH)
-                if not waiting:
+        deadline = time.monotonic() + LANE_BUDGET_SECONDS
+        while time.monotonic() < deadline:
+            sent = False
+            dead_before = now_ms() - CLAIM_DEAD_MS
+            for msg in self.messages.unfinished_to(phone, LANE_BATCH):
+                if msg["status"] != m.PENDING:
+                    if int(msg.get("claimed_at") or 0) < dead_before:
+                        continue  # its worker died mid-send: the sweeper settles it
+                    # Mid-send elsewhere: that lane goes on after it (if its worker dies, the
+                    # sweeper's `unblock` does).
                     return outcomes
-                for msg in waiting:
-                    if msg["status"] != m.PENDING:
-                        return outcomes  # mid-send elsewhere, or its worker died: the sweeper settles it
-                    outcome = self._send_one(msg, raise_for)
-                    outcomes[msg["_id"]] = outcome
-                    if outcome in (WAITING, RETRYING):
-                        return outcomes
+                outcome = self._send_one(msg, raise_for)
+                outcomes[msg["_id"]] = outcome
+                if outcome in (WAITING, RETRYING, CLAIMED_ELSEWHERE):
+                    return outcomes
+                sent = True
+            if not sent:
+                break
         return outcomes
 
-    def _lane_lock(self, phone: str) -> AbstractContextManager[bool]:
-        if self.locks is None:
-            return nullcontext(True)
-        return self.locks.hold(f"out:{phone}", LANE_LOCK_TTL_SECONDS, LANE_WAIT_SECONDS)
+    def unblock(self, phone: str) -> int:
+        """The number's texts waiting behind one whose worker died mid-send: start the next
+        one's send job (its lane skips the dead claim). 1 if there was one."""
+        following = next((msg for msg in self.messages.unfinished_to(phone, LANE_BATCH)
+                          if msg["status"] == m.PENDING), None)
+        if following is None or self.scheduler is None:
+            return 0
+        self.scheduler.send_text(following["_id"])
+        return 1
 
     def _send_one(self, msg: dict[str, Any], raise_for: str | None) -> str:
         """One text in its lane; RETRYING when it failed for now (its retry is arranged), WAITING
@@ -146,8 +153,8 @@ class Delivery:
         except SendFailed:  # transient (a lasting failure is recorded and returned)
             if msg["_id"] == raise_for:
                 raise
-            if self.retry_later is not None:
-                self.retry_later(msg["_id"])
+            if self.scheduler is not None:
+                self.scheduler.retry_send(msg["_id"])
             return RETRYING
         except Exception as exc:  # noqa: BLE001 - the lane stops; the sweeper re-sends what is left
             log.warning("batch_send_error", message_id=msg["_id"], error=type(exc).__name__)
@@ -162,12 +169,12 @@ class Delivery:
         message_id = msg["_id"]
         if self.optouts.is_opted_out(msg["phone"]):
             if not self.messages.finish(message_id, m.PENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE)):
-                return "claimed-elsewhere"  # another copy of this job already sent it
+                return CLAIMED_ELSEWHERE
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
             return m.SUPPRESSED
         if not self.messages.claim(message_id, now_ms()):
-            return "claimed-elsewhere"
+            return CLAIMED_ELSEWHERE
         try:
             sid = self.sender.send(msg["phone"], msg["body"], self.status_callback)
         except SendFailed as exc:

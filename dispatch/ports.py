@@ -180,6 +180,14 @@ class HeldTexts(Protocol):
     def drop(self, entry_id: str) -> None: ...
 
 
+class PersonalData(Protocol):
+    """Erasure across the stores: bodies and full numbers go, the accounting record stays."""
+    def forget(self, phone: str) -> dict[str, int]:
+        """One rider's, at once; counts per kind of record."""
+    def erase_before(self, before: int, limit: int) -> dict[str, int]:
+        """Records older than `before` (epoch ms), at most `limit` of each kind."""
+
+
 class HelpRequestStore(Protocol):
     def add(self, request: HelpRequest) -> bool:
         """False when the phone already has an open request."""

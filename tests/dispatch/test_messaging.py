@@ -83,12 +83,16 @@ class RecordingScheduler:
     def __init__(self) -> None:
         self.enqueued: list[str] = []
         self.kicks: list[int] = []
+        self.retried: list[str] = []
 
     def kick_outbox(self) -> None:
         self.kicks.append(1)
 
     def send_text(self, message_id: str, delay: float = 0) -> None:
         self.enqueued.append(message_id)
+
+    def retry_send(self, message_id: str) -> None:
+        self.retried.append(message_id)
 
 
 @pytest.fixture
@@ -573,10 +577,9 @@ def private_outbox(services, settings):
     db = services.db.client[f"drain_{uuid.uuid4().hex[:10]}"]
     db.messages.create_index("key", unique=True)
     box = Outbox(MongoMessages(db), RecordingScheduler())
-    retries: list[str] = []
-    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None,
-                        services.locks, retries.append)
-    delivery.retries = retries
+    later = RecordingScheduler()
+    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None, later)
+    delivery.retries = later.retried
     yield box, delivery, db
     services.db.client.drop_database(db.name)
 
