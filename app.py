@@ -24,7 +24,7 @@ from flask import Flask, g, request
 from dispatch.adapters.logs import setup_logging
 from dispatch.adapters.rq_scheduler import urgent_queue_name
 from dispatch.bootstrap import Services, build_services
-from dispatch.config import Settings, load_settings
+from dispatch.config import ConfigError, Settings, load_settings
 from dispatch.model.clock import iso
 
 WEB_WORKERS = 2
@@ -32,6 +32,7 @@ WEB_THREADS = 8
 STOP_TIMEOUT_SECONDS = 10
 MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
 NO_STRIPE = "   (no Stripe: test-payment pages)"
+CONFIG_ERROR_EXIT = 2
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -222,7 +223,11 @@ def admin_token_for(data_dir: Path) -> str:
 
 
 def main() -> int:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # one line an operator can act on, not a traceback (PRODUCT.md §2)
+        print(f"supportcarr: {exc}", file=sys.stderr, flush=True)
+        return CONFIG_ERROR_EXIT
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
