@@ -34,6 +34,8 @@ MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
 NO_STRIPE = "   (no Stripe: test-payment pages)"
 CONFIG_ERROR_EXIT = 2
 
+log = structlog.get_logger("launcher")
+
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     settings = settings or (services.settings if services else load_settings())
@@ -160,7 +162,7 @@ class Supervisor:
                 continue
             if not child.restart:
                 return child.name
-            print(f"{child.name} exited with {child.proc.returncode}; restarting", file=sys.stderr, flush=True)
+            log.warning("child_restarted", child=child.name, exit_code=child.proc.returncode)
             child.proc = subprocess.Popen(child.cmd, env=child.env, start_new_session=True)
         return None
 
@@ -222,12 +224,30 @@ def admin_token_for(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _banner(settings: Settings, data_dir: Path) -> None:
+    """For the person at the terminal, on stderr: stdout is the JSON log stream."""
+    base, local = settings.public_base_url, f"http://{settings.host}:{settings.port}"
+    mode = "SANDBOX: texts go to the local outbox" if settings.sandbox else "live Twilio"
+    lines = [f"SupportCarr dispatch is running ({mode}).",
+             f"  Status page:          {local}/   (sign in with the admin token: {settings.admin_token})",
+             f"  Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status",
+             f"  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else NO_STRIPE}",
+             f"  Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)",
+             f"  Health:               {local}/healthz"]
+    if settings.sandbox:
+        lines += [f"  Phone simulator:      {local}/simulator",
+                  f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}"]
+    lines += [f"  Data:                 {data_dir}", "Ctrl-C stops everything."]
+    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+
+
 def main() -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:  # one line an operator can act on, not a traceback (PRODUCT.md §2)
         print(f"supportcarr: {exc}", file=sys.stderr, flush=True)
         return CONFIG_ERROR_EXIT
+    setup_logging(settings.log_level, settings.sentry_dsn, process="launcher")
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -261,24 +281,16 @@ def main() -> int:
                                      urgent_queue_name(settings.queue_name), settings.queue_name], env, restart=True)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
-                          "--graceful-timeout", "5", "app:app"], env, restart=True)
-        base = settings.public_base_url
-        local = f"http://{settings.host}:{settings.port}"
-        print(f"""
-SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if settings.sandbox else 'live Twilio'}).
-  Status page:          {local}/   (sign in with the admin token: {settings.admin_token})
-  Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status
-  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else NO_STRIPE}
-  Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)
-  Health:               {local}/healthz""", flush=True)
-        if settings.sandbox:
-            print(f"  Phone simulator:      {local}/simulator", flush=True)
-            print(f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}", flush=True)
-        print(f"  Data:                 {data_dir}\nCtrl-C stops everything.", flush=True)
+                          "--graceful-timeout", "5", "--logger-class", "dispatch.adapters.logs.GunicornLogger",
+                          "--log-level", settings.log_level.lower(),
+                          "app:app"], env, restart=True)
+        _banner(settings, data_dir)
+        log.info("service_started", sandbox=settings.sandbox, web=f"{settings.host}:{settings.port}",
+                 workers=settings.rq_workers, data_dir=str(data_dir))
         while not stopping:
             dead = sup.check()
             if dead:
-                print(f"{dead} exited; stopping everything", file=sys.stderr, flush=True)
+                log.error("store_exited_stopping", child=dead)
                 return 1
             time.sleep(0.2)
         return 0

@@ -95,6 +95,9 @@ class Settings:
     dispatch_alert_phone: str | None = None
     # How long a message from one number waits for the previous one from that number.
     phone_lock_wait_seconds: float = 8.0
+    # Operations (PRODUCT.md §2, §7): the start of every Redis key and channel of this
+    # deployment (dispatch.adapters.redis_keys), so two deployments can share one Redis.
+    redis_prefix: str = "default"
 
     @property
     def sandbox(self) -> bool:
@@ -199,6 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
         admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
         dispatch_alert_phone=_phone(get("DISPATCH_ALERT_PHONE"), "DISPATCH_ALERT_PHONE"),
+        redis_prefix=get("REDIS_PREFIX") or get("RQ_QUEUE", "default"),
     )
     if settings.production:
         missing = [name for name in PRODUCTION_NEEDS if not get(name)]
