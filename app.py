@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -33,6 +33,9 @@ STOP_TIMEOUT_SECONDS = 10
 MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
 NO_STRIPE = "   (no Stripe: test-payment pages)"
 CONFIG_ERROR_EXIT = 2
+RESTART_PAUSE_SECONDS = 1.0
+# A Unix socket's path is at most 107 bytes; a DATA_DIR deeper than this gets no control socket.
+CONTROL_SOCKET_MAX_PATH = 100
 
 log = structlog.get_logger("launcher")
 
@@ -136,34 +139,51 @@ class Child:
     env: dict[str, str]
     proc: subprocess.Popen
     restart: bool
+    pid_file: Path | None = None
+    log_file: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], pid_file: Path | None, log_file: Path | None) -> subprocess.Popen:
+    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - the child holds its own copy
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+    finally:
+        if out:
+            out.close()
+    if pid_file:
+        pid_file.write_text(str(proc.pid))
+    return proc
 
 
 class Supervisor:
-    """The launcher's children. Web and worker processes that die are started again (a
-    killed worker must not take the service down); a store that dies stops everything."""
+    """The launcher's children. Any child that dies (web, worker, an embedded store) is
+    started again with the same command line, so a store comes back on the same port with
+    the same files, and the service carries on (PRODUCT.md §2)."""
 
     def __init__(self) -> None:
         self.children: list[Child] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
               log_file: Path | None = None, restart: bool = False) -> subprocess.Popen:
-        out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - held for the child's lifetime
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True)
-        if pid_file:
-            pid_file.write_text(str(proc.pid))
-        self.children.append(Child(name, cmd, env, proc, restart))
+        proc = _spawn(cmd, env, pid_file, log_file)
+        self.children.append(Child(name, cmd, env, proc, restart, pid_file, log_file))
         return proc
 
     def check(self) -> str | None:
-        """Restart what may be restarted; the name of a dead store means stop."""
+        """Restart what may be restarted (one that keeps dying at most once a RESTART_PAUSE);
+        the name of a dead child that may not be means stop."""
         for child in self.children:
             if child.proc.poll() is None:
                 continue
             if not child.restart:
                 return child.name
+            if time.monotonic() - child.started < RESTART_PAUSE_SECONDS:
+                continue
             log.warning("child_restarted", child=child.name, exit_code=child.proc.returncode)
-            child.proc = subprocess.Popen(child.cmd, env=child.env, start_new_session=True)
+            child.proc = _spawn(child.cmd, child.env, child.pid_file, child.log_file)
+            child.started = time.monotonic()
         return None
 
     def stop_all(self) -> None:
@@ -192,7 +212,7 @@ def start_embedded_redis(sup: Supervisor, data_dir: Path, env: dict[str, str]) -
     sup.start("redis", [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
                         "--dir", str(rdir), "--appendonly", "yes", "--appendfsync", "everysec",
                         "--save", "60 1", "--logfile", str(rdir / "redis.log")],
-              env, pid_file=rdir / "redis.pid")
+              env, pid_file=rdir / "redis.pid", restart=True)
     url = f"redis://127.0.0.1:{port}/0"
     _wait_for(lambda: redis.Redis.from_url(url).ping(), "embedded Redis")
     return url
@@ -208,11 +228,18 @@ def start_embedded_mongo(sup: Supervisor, data_dir: Path, env: dict[str, str]) -
     exe = str(Path(sys.executable).with_name("nx-27017"))
     sup.start("mongo", [exe, "--data-dir", str(mdir), "--host", "127.0.0.1", "-p", str(port),
                         "--log-file", str(mdir / "nx-27017.log"), "--pid-file", str(mdir / "nx.pid")],
-              env, pid_file=mdir / "nx-27017.pid", log_file=mdir / "nx-27017.out")
+              env, pid_file=mdir / "nx-27017.pid", log_file=mdir / "nx-27017.out", restart=True)
     url = f"mongodb://127.0.0.1:{port}/"
     _wait_for(lambda: pymongo.MongoClient(url, serverSelectionTimeoutMS=300).admin.command("ping"),
               "embedded MongoDB-wire server")
     return url
+
+
+def _control_socket(data_dir: Path) -> list[str]:
+    """gunicorn's control socket under DATA_DIR: by default every gunicorn on the machine shares
+    one path, and one stopping removes another's."""
+    path = data_dir / "gunicorn.ctl"
+    return ["--control-socket", str(path)] if len(str(path)) <= CONTROL_SOCKET_MAX_PATH else ["--no-control-socket"]
 
 
 def admin_token_for(data_dir: Path) -> str:
@@ -282,7 +309,7 @@ def main() -> int:
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
                           "--graceful-timeout", "5", "--logger-class", "dispatch.adapters.logs.GunicornLogger",
-                          "--log-level", settings.log_level.lower(),
+                          "--log-level", settings.log_level.lower(), *_control_socket(data_dir),
                           "app:app"], env, restart=True)
         _banner(settings, data_dir)
         log.info("service_started", sandbox=settings.sandbox, web=f"{settings.host}:{settings.port}",
