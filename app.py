@@ -138,7 +138,6 @@ class Child:
     cmd: list[str]
     env: dict[str, str]
     proc: subprocess.Popen
-    restart: bool
     pid_file: Path | None = None
     log_file: Path | None = None
     started: float = field(default_factory=time.monotonic)
@@ -166,25 +165,19 @@ class Supervisor:
         self.children: list[Child] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
-              log_file: Path | None = None, restart: bool = False) -> subprocess.Popen:
+              log_file: Path | None = None) -> subprocess.Popen:
         proc = _spawn(cmd, env, pid_file, log_file)
-        self.children.append(Child(name, cmd, env, proc, restart, pid_file, log_file))
+        self.children.append(Child(name, cmd, env, proc, pid_file, log_file))
         return proc
 
-    def check(self) -> str | None:
-        """Restart what may be restarted (one that keeps dying at most once a RESTART_PAUSE);
-        the name of a dead child that may not be means stop."""
+    def check(self) -> None:
+        """Start again whatever died (one that keeps dying, at most once a RESTART_PAUSE)."""
         for child in self.children:
-            if child.proc.poll() is None:
-                continue
-            if not child.restart:
-                return child.name
-            if time.monotonic() - child.started < RESTART_PAUSE_SECONDS:
+            if child.proc.poll() is None or time.monotonic() - child.started < RESTART_PAUSE_SECONDS:
                 continue
             log.warning("child_restarted", child=child.name, exit_code=child.proc.returncode)
             child.proc = _spawn(child.cmd, child.env, child.pid_file, child.log_file)
             child.started = time.monotonic()
-        return None
 
     def stop_all(self) -> None:
         """Newest first (web, workers, then the stores they need), each with its process group."""
@@ -212,7 +205,7 @@ def start_embedded_redis(sup: Supervisor, data_dir: Path, env: dict[str, str]) -
     sup.start("redis", [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
                         "--dir", str(rdir), "--appendonly", "yes", "--appendfsync", "everysec",
                         "--save", "60 1", "--logfile", str(rdir / "redis.log")],
-              env, pid_file=rdir / "redis.pid", restart=True)
+              env, pid_file=rdir / "redis.pid")
     url = f"redis://127.0.0.1:{port}/0"
     _wait_for(lambda: redis.Redis.from_url(url).ping(), "embedded Redis")
     return url
@@ -228,7 +221,7 @@ def start_embedded_mongo(sup: Supervisor, data_dir: Path, env: dict[str, str]) -
     exe = str(Path(sys.executable).with_name("nx-27017"))
     sup.start("mongo", [exe, "--data-dir", str(mdir), "--host", "127.0.0.1", "-p", str(port),
                         "--log-file", str(mdir / "nx-27017.log"), "--pid-file", str(mdir / "nx.pid")],
-              env, pid_file=mdir / "nx-27017.pid", log_file=mdir / "nx-27017.out", restart=True)
+              env, pid_file=mdir / "nx-27017.pid", log_file=mdir / "nx-27017.out")
     url = f"mongodb://127.0.0.1:{port}/"
     _wait_for(lambda: pymongo.MongoClient(url, serverSelectionTimeoutMS=300).admin.command("ping"),
               "embedded MongoDB-wire server")
@@ -305,20 +298,17 @@ def main() -> int:
         for i in range(settings.rq_workers):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
-                                     urgent_queue_name(settings.queue_name), settings.queue_name], env, restart=True)
+                                     urgent_queue_name(settings.queue_name), settings.queue_name], env)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
                           "--graceful-timeout", "5", "--logger-class", "dispatch.adapters.logs.GunicornLogger",
                           "--log-level", settings.log_level.lower(), *_control_socket(data_dir),
-                          "app:app"], env, restart=True)
+                          "app:app"], env)
         _banner(settings, data_dir)
         log.info("service_started", sandbox=settings.sandbox, web=f"{settings.host}:{settings.port}",
                  workers=settings.rq_workers, data_dir=str(data_dir))
         while not stopping:
-            dead = sup.check()
-            if dead:
-                log.error("store_exited_stopping", child=dead)
-                return 1
+            sup.check()
             time.sleep(0.2)
         return 0
     finally:

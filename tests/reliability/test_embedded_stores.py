@@ -77,8 +77,9 @@ class Service:
         return int((self.data / which).read_text().strip())
 
     def worker_pids(self) -> list[int]:
+        """The launcher's own `rq worker` children (not the RQ scheduler each forks, same command line)."""
         alive = []
-        for p in psutil.Process(self.proc.pid).children(recursive=True):
+        for p in psutil.Process(self.proc.pid).children(recursive=False):
             try:
                 cmd = " ".join(p.cmdline())
                 if "rq" in cmd and " worker " in f" {cmd} " and p.status() != psutil.STATUS_ZOMBIE:
