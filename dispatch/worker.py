@@ -34,6 +34,7 @@ class Worker(SimpleWorker):
         self._settings = load_settings()
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
+        self._beating, self._dead = threading.Lock(), False
         super().__init__(*args, **kwargs)
 
     def bootstrap(self, *args, **kwargs) -> None:
@@ -51,21 +52,26 @@ class Worker(SimpleWorker):
         return super().work(*args, **kwargs)
 
     def register_death(self, *args, **kwargs) -> None:
-        try:
-            svc = worker_services()
-            WorkerHeartbeats(svc.redis, svc.keys).forget(self.name)
-        except Exception:  # noqa: BLE001 - Redis gone: the missed beats tell /healthz soon enough
-            log.warning("heartbeat_not_forgotten")
+        with self._beating:  # no beat after this one: a late beat would count a dead worker
+            self._dead = True
+            try:
+                svc = worker_services()
+                WorkerHeartbeats(svc.redis, svc.keys).forget(self.name)
+            except Exception:  # noqa: BLE001 - Redis gone: the missed beats tell /healthz soon enough
+                log.warning("heartbeat_not_forgotten")
         super().register_death(*args, **kwargs)
 
     def _beat_forever(self) -> None:
         """Its own thread, so a long job or sweep never makes a live worker look dead."""
         while True:
-            try:
-                svc = worker_services()
-                WorkerHeartbeats(svc.redis, svc.keys).beat(self.name)
-            except Exception:  # noqa: BLE001 - Redis away: beat again when it is back
-                log.warning("heartbeat_failed")
+            with self._beating:
+                if self._dead:
+                    return
+                try:
+                    svc = worker_services()
+                    WorkerHeartbeats(svc.redis, svc.keys).beat(self.name)
+                except Exception:  # noqa: BLE001 - Redis away: beat again when it is back
+                    log.warning("heartbeat_failed")
             time.sleep(HEARTBEAT_SECONDS)
 
     def _sweep_forever(self) -> None:
