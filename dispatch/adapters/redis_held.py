@@ -6,6 +6,8 @@ from typing import Any
 
 from redis import Redis
 
+from dispatch.adapters.redis_keys import KeySpace
+
 STREAM = "inbound:held"
 SEEN_PREFIX = "inbound:held:"
 # Twilio redelivers within minutes; a day covers any outage the stream is meant to bridge.
@@ -21,19 +23,19 @@ return 0
 
 
 class RedisHeldTexts:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+        self.redis, self.stream, self.seen = redis, keys(STREAM), keys(SEEN_PREFIX)
         self._hold = redis.register_script(_HOLD)
 
     def hold(self, sid: str, doc: dict[str, Any]) -> bool:
-        return bool(self._hold(keys=[SEEN_PREFIX + sid, STREAM], args=[json.dumps(doc), SEEN_TTL_SECONDS]))
+        return bool(self._hold(keys=[self.seen + sid, self.stream], args=[json.dumps(doc), SEEN_TTL_SECONDS]))
 
     def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         return [(_text(entry_id), json.loads(fields[b"doc"])) for entry_id, fields in
-                self.redis.xrange(STREAM, count=limit)]
+                self.redis.xrange(self.stream, count=limit)]
 
     def drop(self, entry_id: str) -> None:
-        self.redis.xdel(STREAM, entry_id)
+        self.redis.xdel(self.stream, entry_id)
 
 
 def _text(value: bytes | str) -> str:
