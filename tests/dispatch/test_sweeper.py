@@ -20,7 +20,6 @@ import uuid
 import pytest
 from rq.job import Job
 
-from dispatch.adapters.redis_geo import GEO_KEY
 from dispatch.bootstrap import Services
 from dispatch.config import ServiceArea
 from dispatch.dispatcher import Accepted
@@ -72,7 +71,7 @@ def lose_jobs(svc: Services) -> None:
     """Redis loses the queued jobs, and with them the marks that fold new triggers into them."""
     for queue in svc.scheduler.queues:
         queue.empty()
-    for key in svc.redis.scan_iter("pending:*"):
+    for key in svc.redis.scan_iter(svc.keys("pending:*")):
         svc.redis.delete(key)
 
 
@@ -93,7 +92,7 @@ def eventually(check, timeout: float = 3.0):
 
 
 def indexed(area: Area, driver_id: str) -> bool:
-    return area.svc.redis.zscore(GEO_KEY, driver_id) is not None
+    return area.svc.redis.zscore(area.svc.geo.key, driver_id) is not None
 
 
 # --- offers and drivers -------------------------------------------------------------------------
@@ -225,10 +224,10 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
 
 def test_lost_geo_index_is_rebuilt(area):
     ready = area.driver(north_km=0.5)
-    area.svc.redis.delete(GEO_KEY, "geo:drivers:built")
+    area.svc.redis.delete(area.svc.geo.key, area.svc.geo.built_key)
     area.svc.sweeper.sweep()
     assert indexed(area, ready.id)
-    assert area.svc.redis.exists("geo:drivers:built")
+    assert area.svc.redis.exists(area.svc.geo.built_key)
 
 
 # --- texts ----------------------------------------------------------------------------------------
