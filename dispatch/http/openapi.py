@@ -44,10 +44,13 @@ MISSING = {"404": _ok("not found", ERROR)}
 CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
 
 
+# A character str.strip() keeps: regex engines differ on what \s is, Python's str.isspace is the rule.
+NOT_SPACE = r"[^\s\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 def text(max_len: int) -> dict[str, Any]:
-    """Text with at least one character that is not a space (it is stored trimmed; Python
-    counts the separators \\x1c-\\x1f as spaces, other regex engines do not)."""
-    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": r"[^\s\x1c-\x1f]"}
+    """Text with at least one character that is not a space (it is stored trimmed)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": NOT_SPACE}
 
 
 PHONE = {"type": "string", "format": "phone", "description": "a valid number, E.164 or national"}

@@ -5,9 +5,11 @@ or message body anywhere in MongoDB, nor the number in a Redis key."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import httpx
+import pytest
 
 from dispatch.bootstrap import Services
 from dispatch.model.clock import now_ms
@@ -16,6 +18,17 @@ from tests.conftest import ADMIN_TOKEN
 from tests.reliability.support import quiesce
 
 DAY_MS = 24 * 3600 * 1000
+
+
+@pytest.fixture(autouse=True)
+def quiet_client_log():
+    """httpx logs every URL at INFO, and these URLs carry a number (the service's own access
+    log scrubs it): the log privacy check is about the service, not this client."""
+    client_log = logging.getLogger("httpx")
+    level = client_log.level
+    client_log.setLevel(logging.WARNING)
+    yield
+    client_log.setLevel(level)
 ACCOUNTING = ("code", "status", "quote_cents", "created_at", "updated_at", "payment_status")
 
 
