@@ -11,12 +11,17 @@ from dispatch.model.clock import iso, now_ms
 from dispatch.model.driver import Driver
 from dispatch.model.phones import mask
 from dispatch.model.rescue import CRASH, SEARCHING, UNFULFILLED, Rescue
-from dispatch.ports import DriverRepository, EventStore, RescueRepository
+from dispatch.ports import DriverRepository, EventStore, MessageStore, OfferRepository, RescueRepository
 from dispatch.tracking import Tracking
 
 LONG_SEARCH_MS = 5 * 60 * 1000
 RECENT_MS = 24 * 3600 * 1000
 BOARD_RESCUES = 200
+# The conversation that led to a rescue starts before it; an hour covers any intake. Texts
+# a little after it closed (a rating, "thanks") still belong to it.
+INTAKE_LOOKBACK_MS = 3600 * 1000
+AFTER_CLOSE_MS = 3600 * 1000
+PAGE_MESSAGES = 300
 
 
 def _flags(rescue: Rescue, now: int) -> list[str]:
@@ -32,9 +37,44 @@ def _flags(rescue: Rescue, now: int) -> list[str]:
 
 class Board:
     def __init__(self, settings: Settings, rescues: RescueRepository, drivers: DriverRepository,
-                 events: EventStore, tracking: Tracking) -> None:
+                 events: EventStore, tracking: Tracking, messages: MessageStore, offers: OfferRepository) -> None:
         self.settings, self.rescues, self.drivers, self.events = settings, rescues, drivers, events
-        self.tracking = tracking
+        self.tracking, self.messages, self.offers = tracking, messages, offers
+
+    def rescue_page(self, rescue: Rescue) -> dict[str, Any]:
+        """A rescue with its timeline and every text of both parties, newest first, each naming
+        who sent it to whom; people by name (drivers) or username (dispatchers), not ids."""
+        driver_ids = {o.driver_id for o in self.offers.for_rescue(rescue.id)} | (
+            {rescue.driver_id} if rescue.driver_id else set())
+        drivers = {i: d for i in driver_ids if (d := self.drivers.get(i))}
+        party = {rescue.rider_phone: "rider", **{d.phone: d.name for d in drivers.values()}}
+        until = rescue.updated_at + AFTER_CLOSE_MS if not rescue.is_open else now_ms()
+        texts = self.messages.for_rescue(rescue.id, list(party), rescue.created_at - INTAKE_LOOKBACK_MS, until,
+                                         PAGE_MESSAGES)
+        messages = []
+        for m in texts:
+            who = party.get(m["phone"], "someone else")
+            sender = "dispatch" if m.get("kind") == "dispatcher" else "service"
+            outgoing = m["direction"] == "out"
+            messages.append({"id": m["_id"], "direction": m["direction"], "body": m["body"],
+                             "status": m["status"], "kind": m.get("kind"), "created_at": iso(m["created_at"]),
+                             "from": sender if outgoing else who, "to": who if outgoing else "service",
+                             "party": "rider" if who == "rider" else "driver"})
+        timeline = [{**e, "at": iso(e["at"]), "by_name": self.name_of(e.get("by") or "", drivers)}
+                    for e in self.events.timeline(rescue.id)]
+        names = {i: d.name for i, d in drivers.items()}
+        return {**rescue.to_json(), "driver_name": names.get(rescue.driver_id or ""), "rider": mask(rescue.rider_phone),
+                "timeline": timeline, "messages": messages}
+
+    def name_of(self, by: str, known: dict[str, Driver]) -> str:
+        """The person behind a timeline's `by` (`driver:<id>`, `dispatcher:<username>`, `rider`, `timer`)."""
+        kind, _, rest = by.partition(":")
+        if kind == "driver" and rest:
+            driver = known.get(rest) or self.drivers.get(rest)
+            return driver.name if driver else "a removed driver"
+        if kind == "dispatcher" and rest:
+            return rest
+        return by
 
     def board(self) -> dict[str, Any]:
         now = now_ms()

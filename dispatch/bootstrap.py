@@ -18,6 +18,7 @@ from rq import Queue
 
 from dispatch.adapters.metrics import PrometheusMetrics
 from dispatch.adapters.mongo import connect, ensure_indexes
+from dispatch.adapters.mongo.accounts import MongoAccounts
 from dispatch.adapters.mongo.conversations import MongoConversations, MongoVoiceSteps
 from dispatch.adapters.mongo.drivers import MongoDrivers
 from dispatch.adapters.mongo.events import MongoEventStore
@@ -140,7 +141,7 @@ class Core:
                                      scheduler, locks, self.links)
         self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers, self.tracking, self.links)
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
-        self.board = Board(settings, rescues, drivers, events, self.tracking)
+        self.board = Board(settings, rescues, drivers, events, self.tracking, messages, offers)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler)
@@ -169,6 +170,7 @@ class Services(Core):
 
         self.db, self.redis = db, redis
         self.limits = RedisLimits(redis)
+        self.accounts = MongoAccounts(db)
         self.conversations, self.voice_steps = MongoConversations(db), MongoVoiceSteps(db)
         super().__init__(
             settings, rescues=MongoRescues(db), riders=MongoRiders(db), drivers=MongoDrivers(db),

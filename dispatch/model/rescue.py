@@ -51,6 +51,30 @@ LIFECYCLE = [
 ACTION_TARGET = {action: target for action, _, target in LIFECYCLE}
 
 
+@dataclass(frozen=True)
+class SearchTerms:
+    """A search of every rescue (PRODUCT.md §3); times are epoch ms, `until` exclusive."""
+    code: str | None = None
+    phone_digits: str | None = None
+    status: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+    @classmethod
+    def of(cls, q: str, **rest: Any) -> SearchTerms:
+        """`q` is a code (`R1004`, `1004`) or the last 4+ digits of the rider's phone; a bare
+        number may be either. Anything else finds nothing (a code that cannot exist)."""
+        text = "".join(q.split()).upper().lstrip("#")
+        digits = "".join(c for c in text if c.isdigit())
+        if not text:
+            return cls(**rest)
+        if text.startswith("R") and text[1:].isdigit():
+            return cls(code=text, **rest)
+        if len(digits) >= 4 and all(c.isdigit() or c in "+-()." for c in text):
+            return cls(code=f"R{digits}", phone_digits=digits, **rest)
+        return cls(code="R?", **rest)
+
+
 class IllegalTransition(ValueError):
     def __init__(self, status: str, action: str) -> None:
         super().__init__(f"cannot {action} a rescue that is {status}")

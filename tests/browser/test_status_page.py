@@ -13,7 +13,7 @@ from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_drive
 def test_wrong_token_is_refused_and_pages_need_login(page):
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login$"))
-    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_label("Password").fill("not-the-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("not right")
 
@@ -21,7 +21,7 @@ def test_wrong_token_is_refused_and_pages_need_login(page):
 def test_login_post_needs_the_csrf_token(page, live_service):
     import httpx
 
-    r = httpx.post(f"{live_service.url}/login", data={"token": ADMIN_TOKEN})
+    r = httpx.post(f"{live_service.url}/login", data={"password": ADMIN_TOKEN})
     assert r.status_code == 400
 
 

@@ -160,9 +160,9 @@ def test_dispatcher_message_to_rider(client, admin_headers, services):
 def test_session_login_csrf_and_logout(client):
     page = client.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"token": "wrong", "csrf": csrf}).status_code == 401
-    assert client.post("/login", data={"token": "test-admin-token"}).status_code == 400  # no CSRF token
-    r = client.post("/login", data={"token": "test-admin-token", "csrf": csrf})
+    assert client.post("/login", data={"password": "wrong", "csrf": csrf}).status_code == 401
+    assert client.post("/login", data={"password": "test-admin-token"}).status_code == 400  # no CSRF token
+    r = client.post("/login", data={"password": "test-admin-token", "csrf": csrf})
     assert r.status_code == 302
     status = client.get("/").get_data(as_text=True)
     session_csrf = re.search(r'name="csrf-token" content="([^"]+)"', status).group(1)
@@ -185,3 +185,30 @@ def test_a_web_process_started_while_mongodb_is_down_still_answers_healthz(setti
     down = dataclasses.replace(settings, mongo_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300")
     r = create_app(settings=down).test_client().get("/healthz")
     assert r.status_code == 503 and r.get_json()["mongodb"] is False
+
+
+def test_search_finds_closed_rescues_by_code_phone_digits_status_and_dates(client, admin_headers, services):
+    rider = new_number()
+    rescue = services.lifecycle.create(request_key=f"search-{rider}", rider_phone=rider,
+                                       pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"},
+                                       dropoff=None, problem="flat_tire", problem_note="", quote_cents=2800,
+                                       trip_miles=0.0, surge=1.0, channel="sms")
+    services.dispatcher.cancel(rescue.id, "test", by="test")
+
+    def found(query: str) -> list[str]:
+        r = client.get(f"/api/rescues?{query}&limit=200", headers=admin_headers)
+        assert r.status_code == 200, r.get_json()
+        return [x["id"] for x in r.get_json()["rescues"]]
+
+    assert found(f"q={rescue.code}") == [rescue.id]
+    assert found(f"q={rescue.code[1:]}")[:1] == [rescue.id] or rescue.id in found(f"q={rescue.code[1:]}")
+    assert rescue.id in found(f"q={rider[-6:]}")
+    assert rescue.id in found(f"q={rider[-4:]}&status=cancelled")
+    assert rescue.id not in found(f"q={rider[-4:]}&status=completed")
+    today = rescue.to_json()["created_at"][:10]
+    assert rescue.id in found(f"q={rescue.code}&since={today}&until={today}")
+    assert rescue.id not in found(f"q={rescue.code}&until=2000-01-01")
+    assert found("q=R0") == [] and found("q=hello") == []
+    for bad in ("since=yesterday", "until=2026-13-01", "q=" + "1" * 41):
+        r = client.get(f"/api/rescues?{bad}", headers=admin_headers)
+        assert r.status_code == 400 and r.get_json()["field"] in ("since", "until", "q")
