@@ -129,7 +129,7 @@ def base_context(lang: str) -> dict:
         "distance_km": 15.5, "seconds": 120, "minutes": 15, "eta": 45, "stars": 5,
         "purpose": "dropoff", "to": "rider", "choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES],
         "commands": commands_for("offered"), "action": "arrive", "repeat": False, "count": 5,
-        "phone": "+1******0123",
+        "phone": "+1******0123", "missed": 3, "asked": "R12344", "open": "R12345",
         "request": HelpRequest(id="help-check", phone="+12125550123", reason="not_understood", text=RELAY[lang],
                                status="open", created_at=1_700_000_000_000),
     }

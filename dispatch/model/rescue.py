@@ -19,6 +19,8 @@ OPEN_STATUSES = (SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT)
 CLOSED_STATUSES = (COMPLETED, CANCELLED, UNFULFILLED)
 # A driver is bound to the rescue and on the way (the dispatcher may still move it to another).
 DRIVER_BOUND = (ASSIGNED, EN_ROUTE)
+# No driver yet; a dispatcher may still assign one (PRODUCT.md §5: an unfulfilled one reopens).
+UNASSIGNED = (SEARCHING, UNFULFILLED)
 
 # payment_status: none -> link_sent -> paid (-> refunded), or failed.
 PAY_NONE, PAY_LINK_SENT, PAY_PAID, PAY_FAILED, PAY_REFUNDED = "none", "link_sent", "paid", "failed", "refunded"
@@ -38,7 +40,7 @@ CRASH = "crash"
 # (action, from, to) — the only ways a rescue's status may change. `to` None is a change
 # that keeps the status (another driver takes over the job).
 LIFECYCLE = [
-    ("assign", SEARCHING, ASSIGNED),
+    ("assign", list(UNASSIGNED), ASSIGNED),
     ("reassign", list(DRIVER_BOUND), None),
     ("drive", ASSIGNED, EN_ROUTE),
     ("arrive", [ASSIGNED, EN_ROUTE], ARRIVED),

@@ -250,6 +250,10 @@ class FakeOffers:
         mine = [o for o in self.rows.values() if o.driver_id == driver_id and rescue_code in (None, o.rescue_code)]
         return _copy(max(mine, key=lambda o: o.created_at)) if mine else None
 
+    def recent_for_driver(self, driver_id: str, since: int, limit: int) -> list[Offer]:
+        mine = [o for o in self.rows.values() if o.driver_id == driver_id and o.created_at >= since]
+        return [_copy(o) for o in sorted(mine, key=lambda o: o.created_at, reverse=True)[:limit]]
+
     def drop_accepted(self, rescue_id: str, driver_id: str) -> None:
         for o in list(self.rows.values()):
             if o.rescue_id == rescue_id and o.driver_id == driver_id and o.status == of.ACCEPTED:

@@ -212,3 +212,27 @@ def test_search_finds_closed_rescues_by_code_phone_digits_status_and_dates(clien
     for bad in ("since=yesterday", "until=2026-13-01", "q=" + "1" * 41):
         r = client.get(f"/api/rescues?{bad}", headers=admin_headers)
         assert r.status_code == 400 and r.get_json()["field"] in ("since", "until", "q")
+
+
+def test_assigning_an_unfulfilled_rescue_reopens_it(client, admin_headers, services):
+    from dispatch.model.events import RescueUnfulfilled
+
+    rider = new_number()
+    rescue = services.lifecycle.create(request_key=f"unfulfilled-{rider}", rider_phone=rider,
+                                       pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"},
+                                       dropoff=None, problem="crash", problem_note="", quote_cents=2800,
+                                       trip_miles=0.0, surge=1.0, channel="sms")
+    services.lifecycle.apply(rescue.id, "give_up", by="dispatcher", event=RescueUnfulfilled)
+    driver = client.post("/api/drivers", json={"phone": new_number(), "name": "Una Fulton", "vehicle": "Van"},
+                         headers=admin_headers).get_json()
+    r = client.post(f"/api/rescues/{rescue.id}/assign", json={"driver_id": driver["id"]}, headers=admin_headers)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "assigned" and r.get_json()["driver_id"] == driver["id"]
+    shown = client.get(f"/api/rescues/{rescue.id}", headers=admin_headers).get_json()
+    assigned = [e for e in shown["timeline"] if e["type"] == "driver_assigned"]
+    assert assigned[0]["by_name"] == "admin" and shown["driver_name"] == "Una Fulton"
+    to_rider = [m for m in shown["messages"] if m["kind"] == "rider_driver_assigned"]
+    assert to_rider and to_rider[0]["from"] == "service" and to_rider[0]["to"] == "rider"
+    to_driver = [m for m in shown["messages"] if m["kind"] == "job_details"]
+    assert to_driver and to_driver[0]["to"] == "Una Fulton"
+    services.dispatcher.cancel(rescue.id, "test", by="test")
