@@ -24,6 +24,15 @@ AFTER_CLOSE_MS = 3600 * 1000
 PAGE_MESSAGES = 300
 
 
+def _start_of_today() -> int:
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(start.timestamp() * 1000)
+
+
+def _hour(ms: int) -> int:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).hour
+
+
 def _flags(rescue: Rescue, now: int) -> list[str]:
     flags = []
     if rescue.status == UNFULFILLED:
@@ -103,10 +112,31 @@ class Board:
                 "location_age_s": (now - int(d.location_updated_at)) // 1000 if d.location_updated_at else None,
                 "job": jobs.get(d.id), "rating": d.rating}
 
+    def figures(self) -> dict[str, Any]:
+        """Today's figures by UTC hour: rescues requested, the median minutes until a driver was
+        assigned (None for an hour without one), and the share that found nobody."""
+        today = _start_of_today()
+        created = self.rescues.created_since(today)
+        per_hour = [0] * 24
+        for at in created.values():
+            per_hour[_hour(at)] += 1
+        waits: list[list[float]] = [[] for _ in range(24)]
+        unfulfilled = 0
+        for e in self.events.of_types_since((ev.DriverAssigned.TYPE, ev.RescueUnfulfilled.TYPE), today):
+            if e.rescue_id not in created:
+                continue
+            if isinstance(e, ev.DriverAssigned):
+                waits[_hour(created[e.rescue_id])].append((e.at - created[e.rescue_id]) / 60000)
+            else:
+                unfulfilled += 1
+        return {"hours": [f"{h:02d}:00" for h in range(24)], "rescues_per_hour": per_hour,
+                "median_wait_minutes": [round(statistics.median(w), 1) if w else None for w in waits],
+                "rescues_today": len(created), "unfulfilled_today": unfulfilled,
+                "unfulfilled_share": round(unfulfilled / len(created), 3) if created else None}
+
     def stats(self) -> dict[str, Any]:
         """Counts by status, today's median minutes to assign and to complete, drivers online."""
-        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        today = int(start.timestamp() * 1000)
+        today = _start_of_today()
         created = self.rescues.created_since(today)
         to_assign, to_complete = [], []
         for e in self.events.of_types_since((ev.DriverAssigned.TYPE, ev.RescueCompleted.TYPE), today):

@@ -146,6 +146,7 @@ class Core:
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler)
         self.bus.handlers = event_handlers(self)
+        self.outbox.changed = self.dispatcher.changed = self.announcer.changed
 
     @property
     def geo(self) -> GeoIndex:

@@ -10,6 +10,7 @@ Methods return what happened as a result type; the conversation side chooses the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -137,6 +138,9 @@ class Dispatcher:
         self.settings, self.lifecycle, self.rescues = settings, lifecycle, rescues
         self.drivers, self.offers, self.matcher = drivers, offers, matcher
         self.bus, self.scheduler, self.locks, self.links = bus, scheduler, locks, links
+        # Told when a driver's presence or position changes outside any rescue's events (the
+        # status page's change feed, wired in dispatch.bootstrap).
+        self.changed: Callable[..., None] = lambda what, **fields: None
 
     # -- event handlers (dispatch.bootstrap) -------------------------------------------------
     def dispatch_soon(self, event: ev.Event) -> None:
@@ -398,6 +402,7 @@ class Dispatcher:
         now = now_ms()
         updated = (self.drivers.move(driver.id, (OFFLINE,), status=AVAILABLE, idle_since=now)
                    or self.drivers.get(driver.id))
+        self.changed("driver", driver_id=driver.id)
         if updated.location_is_fresh():
             self._back_in_service(updated, WAITING_LOOKS)
             return Online(updated, needs_location=False)
@@ -410,6 +415,7 @@ class Dispatcher:
             self.decline(driver)
         self.drivers.move(driver.id, SOURCES["go_offline"], status=OFFLINE, offer_id=None)
         self.matcher.geo.remove(driver.id)
+        self.changed("driver", driver_id=driver.id)
         return Offline()
 
     def update_location(self, driver: Driver, point: Point, accuracy_m: float | None = None) -> DriverResult:
@@ -418,6 +424,7 @@ class Dispatcher:
         arriving text and open pages follow from it)."""
         updated = self.drivers.set_location(driver.id, point.to_json(), now_ms())
         self._back_in_service(updated, WAITING_LOOKS)
+        self.changed("driver", driver_id=driver.id)
         if updated.rescue_id:
             self.bus.publish(ev.DriverLocationUpdated(rescue_id=updated.rescue_id, by=f"driver:{driver.id}",
                                                       lat=point.lat, lng=point.lng, driver_id=driver.id,

@@ -39,6 +39,8 @@ REQUEUE_BATCH = 500
 class Outbox:
     messages: MessageStore
     scheduler: Scheduler
+    # Told of each new text (the status page's change feed, wired in dispatch.bootstrap).
+    changed: Callable[..., None] = field(default=lambda what, **fields: None)
 
     def queue_text(self, to: str, body: str, *, key: str, rescue_id: str | None = None,
                    kind: str = "reply") -> dict[str, Any] | None:
@@ -52,6 +54,7 @@ class Outbox:
         if not self.messages.add(doc):
             return self.messages.by_key(key)
         self.scheduler.kick_outbox()
+        self.changed("message", rescue_id=rescue_id)
         return doc
 
     def requeue_pending(self, older_than_ms: int) -> int:

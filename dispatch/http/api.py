@@ -288,24 +288,31 @@ def openapi_spec():
 @api.get("/rescues")
 def list_rescues():
     """Every rescue, newest first; with q/since/until a search of all of them (PRODUCT.md §3)."""
-    status = request.args.get("status")
-    if status is not None and status not in STATUSES:
-        return error(f"status must be one of {', '.join(STATUSES)}", 400, field="status")
+    terms, refusal = search_terms()
+    if refusal:
+        return refusal
     limit, offset = _page()
     if limit is None:
         return offset
+    rescues = services().rescues.search(terms, limit=limit, offset=offset)
+    return jsonify({"rescues": [r.to_json() for r in rescues], "limit": limit, "offset": offset})
+
+
+def search_terms() -> tuple[SearchTerms | None, Any]:
+    """The request's q/status/since/until as a search: (terms, None) or (None, the 400 answer)."""
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        return None, error(f"status must be one of {', '.join(STATUSES)}", 400, field="status")
     times = {}
     for name in ("since", "until"):
         given = request.args.get(name)
         times[name] = epoch_ms_of(given, end_of_day=name == "until") if given else None
         if given and times[name] is None:
-            return error(f"{name} must be an ISO date or date-time", 400, field=name)
+            return None, error(f"{name} must be an ISO date or date-time", 400, field=name)
     q = request.args.get("q", "")
     if len(q) > SEARCH_MAX:
-        return error(f"q must be at most {SEARCH_MAX} characters", 400, field="q")
-    terms = SearchTerms.of(q, status=status, **times)
-    rescues = services().rescues.search(terms, limit=limit, offset=offset)
-    return jsonify({"rescues": [r.to_json() for r in rescues], "limit": limit, "offset": offset})
+        return None, error(f"q must be at most {SEARCH_MAX} characters", 400, field="q")
+    return SearchTerms.of(q, status=status, **times), None
 
 
 def _message_json(doc: dict[str, Any]) -> dict[str, Any]:

@@ -146,6 +146,20 @@ OPENAPI: dict[str, Any] = {
                       "requestBody": {"required": True, **_json({"type": "object", "properties": ACCOUNT_FIELDS,
                                                                  "additionalProperties": False})},
                       "responses": {"200": _ok("the account", ACCOUNT), **FAIL, **MISSING}}},
+        "/api/stream": {"get": {
+            "summary": "Server-Sent Events: a `board` event whenever a rescue, driver, message or help request "
+                       "changes; heartbeat comments between",
+            "responses": {"200": {"description": "text/event-stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **FAIL,
+                          "503": _ok("no live stream to spare in this process; poll /api/board", ERROR)}}},
+        "/api/figures": {"get": {"summary": "Today's figures by hour, with small SVG charts",
+                                 "responses": {"200": _ok("figures"), **FAIL}}},
+        "/api/rescues.csv": {"get": {
+            "summary": "The rescue list as CSV (same filters as /api/rescues)",
+            "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+                           *SEARCH],
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **FAIL}}},
         "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}},
     },
     "components": {
