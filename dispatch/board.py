@@ -8,7 +8,7 @@ from typing import Any
 from dispatch.config import Settings
 from dispatch.model import events as ev
 from dispatch.model.clock import iso, now_ms
-from dispatch.model.driver import Driver
+from dispatch.model.driver import OFFERED, Driver
 from dispatch.model.phones import mask
 from dispatch.model.rescue import CRASH, SEARCHING, UNFULFILLED, Rescue
 from dispatch.ports import DriverRepository, EventStore, MessageStore, OfferRepository, RescueRepository
@@ -92,8 +92,10 @@ class Board:
                    for r in self.rescues.on_board(now - RECENT_MS, BOARD_RESCUES)]
         rescues.sort(key=lambda x: (not x["flags"], -x["age_s"]))
         jobs = {r["driver_id"]: r["code"] for r in rescues if r["driver_id"]}
+        offered = {d.id: offer.rescue_id for d in drivers.values()
+                   if d.status == OFFERED and d.offer_id and (offer := self.offers.get(d.offer_id))}
         area = self.settings.service_area
-        return {"rescues": rescues, "drivers": [self._driver_row(d, jobs, now)
+        return {"rescues": rescues, "drivers": [{**self._driver_row(d, jobs, now), "offer_rescue_id": offered.get(d.id)}
                                                 for d in sorted(drivers.values(), key=lambda d: d.name)],
                 "stats": self.stats(), "now": iso(now),
                 "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}

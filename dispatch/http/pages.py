@@ -20,6 +20,7 @@ from dispatch.http.auth import (
 )
 from dispatch.model.clock import iso
 from dispatch.model.phones import sender_key
+from dispatch.model.rescue import STATUSES
 
 bp = Blueprint("web", __name__)
 
@@ -58,8 +59,11 @@ def status_page():
     if not logged_in():
         return redirect(url_for("web.login_page"))
     s = services().settings
-    return render_template("status.html", csrf=csrf_token(), area=s.service_area, sandbox=s.sandbox,
-                           me=session_identity(), tiles_url=s.map_tiles_url)
+    me, area = session_identity(), s.service_area
+    config = {"username": me.username, "role": me.role, "tilesUrl": s.map_tiles_url,
+              "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}
+    return render_template("status.html", csrf=csrf_token(), sandbox=s.sandbox, me=me, config=config,
+                           statuses=STATUSES)
 
 
 @bp.get("/simulator")
