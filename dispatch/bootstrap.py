@@ -70,6 +70,7 @@ from dispatch.ports import (
     Sender,
     StripeEventLog,
 )
+from dispatch.shift import Shift
 from dispatch.sweeper import Sweeper
 from dispatch.tracking import Tracking
 
@@ -143,6 +144,7 @@ class Core:
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
         self.board = Board(settings, rescues, drivers, events, self.tracking, messages, offers)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
+        self.shift = Shift(self.board, rescues, drivers, self.dispatcher, help_requests)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler)
         self.bus.handlers = event_handlers(self)

@@ -48,6 +48,9 @@ class MongoRescues:
     def get(self, rescue_id: str) -> Rescue | None:
         return self._one({"_id": rescue_id})
 
+    def by_code(self, code: str) -> Rescue | None:
+        return self._one({"code": code})
+
     def by_request_key(self, key: str) -> Rescue | None:
         return self._one({"request_key": key})
 
