@@ -22,6 +22,8 @@ BOARD_RESCUES = 200
 INTAKE_LOOKBACK_MS = 3600 * 1000
 AFTER_CLOSE_MS = 3600 * 1000
 PAGE_MESSAGES = 300
+# The service's own moves, as the timeline shows them (people are named by name_of).
+SYSTEM_NAMES = {"dispatcher": "the service", "timer": "the offer timer"}
 
 
 def _start_of_today() -> int:
@@ -83,7 +85,7 @@ class Board:
             return driver.name if driver else "a removed driver"
         if kind == "dispatcher" and rest:
             return rest
-        return by
+        return SYSTEM_NAMES.get(by, by)
 
     def board(self) -> dict[str, Any]:
         now = now_ms()

@@ -199,7 +199,7 @@
     sel.innerHTML = board.drivers.filter(function (d) { return d.active && d.status !== "on_job"; }).map(function (d) {
       return "<option value=\"" + esc(d.id) + "\">" + esc(d.name) + " (" + esc(d.status) + ")</option>";
     }).join("");
-    if (keep) { sel.value = keep; }
+    if (keep && sel.querySelector("option[value=\"" + keep + "\"]")) { sel.value = keep; }
   }
 
   function keepScroll(el, fill) {
