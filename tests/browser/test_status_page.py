@@ -94,3 +94,4 @@ def test_status_page_fits_a_phone(logged_in):
     expect(page.get_by_role("heading", name="Open rescues")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400
+    shoot(page, "status-phone.png")
