@@ -16,8 +16,8 @@ import time
 import structlog
 from rq import SimpleWorker
 
-from dispatch.adapters.logs import setup_logging
-from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, WorkerHeartbeats
+from dispatch.adapters.logs import RQ_LOGGERS, adopt, setup_logging
+from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, HEARTBEAT_SECONDS, WorkerHeartbeats
 from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
 
@@ -34,7 +34,12 @@ class Worker(SimpleWorker):
         self._settings = load_settings()
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
+        self._beating, self._dead = threading.Lock(), False
         super().__init__(*args, **kwargs)
+
+    def bootstrap(self, *args, **kwargs) -> None:
+        super().bootstrap(*args, **kwargs)
+        adopt(*RQ_LOGGERS)  # RQ sets its loggers' level here: LOG_LEVEL decides instead
 
     def execute_job(self, job, queue):
         structlog.contextvars.clear_contextvars()
@@ -42,8 +47,32 @@ class Worker(SimpleWorker):
         return super().execute_job(job, queue)
 
     def work(self, *args, **kwargs):
+        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True).start()
         return super().work(*args, **kwargs)
+
+    def register_death(self, *args, **kwargs) -> None:
+        with self._beating:  # no beat after this one: a late beat would count a dead worker
+            self._dead = True
+            try:
+                svc = worker_services()
+                WorkerHeartbeats(svc.redis, svc.keys).forget(self.name)
+            except Exception:  # noqa: BLE001 - Redis gone: the missed beats tell /healthz soon enough
+                log.warning("heartbeat_not_forgotten")
+        super().register_death(*args, **kwargs)
+
+    def _beat_forever(self) -> None:
+        """Its own thread, so a long job or sweep never makes a live worker look dead."""
+        while True:
+            with self._beating:
+                if self._dead:
+                    return
+                try:
+                    svc = worker_services()
+                    WorkerHeartbeats(svc.redis, svc.keys).beat(self.name)
+                except Exception:  # noqa: BLE001 - Redis away: beat again when it is back
+                    log.warning("heartbeat_failed")
+            time.sleep(HEARTBEAT_SECONDS)
 
     def _sweep_forever(self) -> None:
         interval = self._settings.sweep_seconds
@@ -51,8 +80,7 @@ class Worker(SimpleWorker):
             time.sleep(interval)
             try:
                 svc = worker_services()
-                WorkerHeartbeats(svc.redis).beat(self.name)
-                if svc.redis.set(SWEEPER_LOCK, self.name, nx=True, px=int(interval * 900)):
+                if svc.redis.set(svc.keys(SWEEPER_LOCK), self.name, nx=True, px=int(interval * 900)):
                     svc.sweeper.sweep()
             except Exception:
                 log.exception("sweep_failed")

@@ -19,7 +19,9 @@ from datetime import timedelta
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry, Worker
+from rq import Queue, Retry
+
+from dispatch.adapters.redis_keys import KeySpace
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +47,9 @@ KICK_PREFIX = "kick:"
 KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
 HEARTBEAT_KEY = "workers:heartbeat"
-HEARTBEAT_KEEP_SECONDS = 3600
+HEARTBEAT_SECONDS = 2.0
+# A worker that missed this many beats is dead (killed, or its machine gone).
+HEARTBEAT_MISSES = 3
 
 
 def urgent_queue_name(queue_name: str) -> str:
@@ -56,8 +60,8 @@ class RqScheduler:
     """A Redis failure is logged, not raised: MongoDB still holds the state, and the sweeper
     starts whatever was not started."""
 
-    def __init__(self, queue: Queue, urgent: Queue) -> None:
-        self.queue, self.urgent = queue, urgent
+    def __init__(self, queue: Queue, urgent: Queue, keys: KeySpace) -> None:
+        self.queue, self.urgent, self.keys = queue, urgent, keys
 
     @property
     def queues(self) -> list[Queue]:
@@ -100,7 +104,7 @@ class RqScheduler:
     def dispatch_starting(self, rescue_id: str) -> None:
         """A coalesced job clears its mark before it reads any state, so a trigger that
         arrives after this is queued anew and one before it is seen by this run."""
-        self.urgent.connection.delete(_pending_key(DISPATCH_RESCUE, rescue_id))
+        self.urgent.connection.delete(self.keys(_pending_key(DISPATCH_RESCUE, rescue_id)))
 
     def drain(self, drain: str, take_batch: Callable[[], int]) -> str:
         """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
@@ -108,7 +112,7 @@ class RqScheduler:
         drain clears its kick before each look at its work (see `_kick`)."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
-            self.urgent.connection.delete(_kick_key(drain, self.queue.name))
+            self.urgent.connection.delete(self.keys(_kick_key(drain, self.queue.name)))
             taken = take_batch()
             done += taken
             if not taken:
@@ -119,8 +123,8 @@ class RqScheduler:
     # -- RQ ----------------------------------------------------------------------------------
     def _now(self, path: str, arg: str, retry: Retry | None = None) -> None:
         try:
-            if path in COALESCED and not self.urgent.connection.set(_pending_key(path, arg), "1", nx=True,
-                                                                   ex=PENDING_TTL_SECONDS):
+            if path in COALESCED and not self.urgent.connection.set(
+                    self.keys(_pending_key(path, arg)), "1", nx=True, ex=PENDING_TTL_SECONDS):
                 return  # one is queued and has not started: it will see whatever asked for this one
             self._queue(path).enqueue(path, arg, retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
@@ -140,7 +144,7 @@ class RqScheduler:
         before it kicks, so work whose kick finds the key set is seen by that look: nothing
         waits for the sweeper. The TTL bounds the damage if a drain job is lost.
         """
-        key = _kick_key(drain, self.queue.name)
+        key = self.keys(_kick_key(drain, self.queue.name))
         try:
             if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
                 try:
@@ -164,17 +168,23 @@ def _pending_key(path: str, arg: str) -> str:
 
 
 class WorkerHeartbeats:
-    """Liveness for /healthz that survives Redis losing RQ's own worker keys: each worker's
-    sweeper thread beats every sweep."""
+    """Liveness for /healthz: this deployment's workers that beat within the last few beats.
+    Not RQ's worker registry, which counts every deployment's workers on the Redis and a
+    killed one until its key expires, and which Redis can lose."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+        self.redis, self.key = redis, keys(HEARTBEAT_KEY)
 
     def beat(self, worker_name: str) -> None:
         now = time.time()
-        self.redis.zadd(HEARTBEAT_KEY, {worker_name: now})
-        self.redis.zremrangebyscore(HEARTBEAT_KEY, 0, now - HEARTBEAT_KEEP_SECONDS)
+        pipe = self.redis.pipeline()
+        pipe.zadd(self.key, {worker_name: now})
+        pipe.zremrangebyscore(self.key, 0, now - HEARTBEAT_SECONDS * HEARTBEAT_MISSES)
+        pipe.execute()
 
-    def alive(self, within_seconds: float) -> int:
-        beating = int(self.redis.zcount(HEARTBEAT_KEY, time.time() - within_seconds, "+inf"))
-        return max(beating, Worker.count(connection=self.redis))
+    def forget(self, worker_name: str) -> None:
+        """A worker that stops cleanly is gone at once."""
+        self.redis.zrem(self.key, worker_name)
+
+    def alive(self) -> int:
+        return int(self.redis.zcount(self.key, time.time() - HEARTBEAT_SECONDS * HEARTBEAT_MISSES, "+inf"))
