@@ -50,15 +50,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     from conversations.voice import bp as voice_bp
     from conversations.webhooks import bp as twilio_bp
+    from dispatch.http.accounts import bp as accounts_bp
     from dispatch.http.api import api, health
     from dispatch.http.auth import session_secret
     from dispatch.http.links import bp as links_bp
     from dispatch.http.pages import bp as web_bp
     from dispatch.http.payments import bp as payments_bp
+    from dispatch.http.status_feed import bp as status_feed_bp
 
     app.register_blueprint(twilio_bp)
     app.register_blueprint(voice_bp)
     app.register_blueprint(api)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(status_feed_bp)
     app.register_blueprint(health)
     app.register_blueprint(payments_bp)
     app.register_blueprint(web_bp)

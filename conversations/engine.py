@@ -27,6 +27,7 @@ from dispatch.dispatcher import DriverResult
 from dispatch.holding import release
 from dispatch.model import events as ev
 from dispatch.model import message as m
+from dispatch.model.account import Identity
 from dispatch.model.clock import now_ms
 from dispatch.model.driver import Driver
 from dispatch.model.errors import DomainError
@@ -35,6 +36,7 @@ from dispatch.model.phones import is_textable, mask, sender_key
 from dispatch.model.rescue import Rescue
 from dispatch.ports import Busy
 from dispatch.texts import ENGLISH, say
+from flows import dispatcher as desk_flow
 from flows import driver as driver_flow
 from flows import rider, words
 from flows.effects import (
@@ -42,6 +44,7 @@ from flows.effects import (
     CancelRescue,
     CreateRescue,
     Decline,
+    DeskCommand,
     Drop,
     Effect,
     FlowContext,
@@ -107,6 +110,7 @@ class Turn:
     context: dict[str, Any] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
     results: list[DriverResult] = field(default_factory=list)
+    desk: Identity | None = None  # an active dispatcher texting commands (PRODUCT.md §8)
 
 
 class Engine:
@@ -118,7 +122,7 @@ class Engine:
             Reply: self._say, SendText: self._send_text, TextParty: self._text_party, Relay: self._relay,
             CreateRescue: self._create_rescue, CancelRescue: self._cancel_rescue, RateRescue: self._rate,
             ResendPaymentLink: self._resend_link, OpenHelpRequest: self._open_help_request,
-            RecordCall: self._record_call,
+            RecordCall: self._record_call, DeskCommand: self._desk_command,
             GoOnline: self._command(lambda t, e: d.go_online(t.driver)),
             GoOffline: self._command(lambda t, e: d.go_offline(t.driver)),
             Accept: self._command(lambda t, e: d.accept(t.driver, e.code)),
@@ -296,6 +300,11 @@ class Engine:
         if not is_textable(key):
             return "ignored-unreachable"
         driver = self.svc.drivers.by_phone(key)
+        account = None if driver else self.svc.accounts.active_by_phone(key)
+        if account:  # a dispatcher's HELP is the dispatcher's help
+            turn = self.run(Turn(key, sid, desk=account.identity), desk_flow.step(body))
+            self._reply(key, sid, turn.texts)
+            return "dispatcher"
         if normal in words.HELP:
             lang = driver.language if driver else self.conversations.load(key, role="rider").language
             self._reply(key, sid, [say("driver_help" if driver else "help", lang=lang)])
@@ -400,6 +409,20 @@ class Engine:
         kind = ev.CallConnected if effect.dial_status == "completed" else ev.CallFailed
         self.svc.bus.publish(kind(rescue_id=effect.rescue_id, by=effect.by, to=effect.to,
                                   dial_status=effect.dial_status, duration=effect.duration))
+
+    def _desk_command(self, turn: Turn, effect: DeskCommand) -> None:
+        """A dispatcher's command: the shift acts under their role, the dispatcher flow says what happened."""
+        shift, who = self.svc.shift, turn.desk
+        if effect.verb == "list":
+            result = shift.listing()
+        elif effect.verb == "status":
+            result = shift.standing(effect.code)
+        elif effect.verb == "assign":
+            result = shift.assign(who, effect.code, effect.rest)
+        else:
+            result = shift.cancel(who, effect.code, effect.rest)
+        reply = desk_flow.reply_for(result)
+        turn.texts.append(say(reply.template, lang=turn.lang, **reply.context))
 
     def _command(self, run: Callable[[Turn, Any], DriverResult]) -> Callable[[Turn, Any], None]:
         """A driver's command: the dispatcher acts, and the driver flow says what happened."""

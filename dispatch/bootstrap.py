@@ -18,6 +18,7 @@ from rq import Queue
 
 from dispatch.adapters.metrics import PrometheusMetrics
 from dispatch.adapters.mongo import connect, ensure_indexes
+from dispatch.adapters.mongo.accounts import MongoAccounts
 from dispatch.adapters.mongo.conversations import MongoConversations, MongoVoiceSteps
 from dispatch.adapters.mongo.drivers import MongoDrivers
 from dispatch.adapters.mongo.events import MongoEventStore
@@ -75,6 +76,7 @@ from dispatch.ports import (
     StripeEventLog,
 )
 from dispatch.privacy import Privacy
+from dispatch.shift import Shift
 from dispatch.sweeper import Sweeper
 from dispatch.tracking import Tracking
 
@@ -148,13 +150,15 @@ class Core:
                                      scheduler, locks, self.links)
         self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers, self.tracking, self.links)
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
-        self.board = Board(settings, rescues, drivers, events, self.tracking)
+        self.board = Board(settings, rescues, drivers, events, self.tracking, messages, offers)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
         self.privacy = Privacy(settings.retention_days, personal_data, rescues) if personal_data else None
+        self.shift = Shift(self.board, rescues, drivers, self.dispatcher, help_requests)
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
                                self.bus, scheduler, held, self.privacy)
         self.held = held
         self.bus.handlers = event_handlers(self)
+        self.outbox.changed = self.dispatcher.changed = self.announcer.changed
 
     @property
     def geo(self) -> GeoIndex:
@@ -180,6 +184,7 @@ class Services(Core):
         self.db, self.redis = db, redis
         self.keys = keys = KeySpace(settings.redis_prefix)
         self.limits = RedisLimits(redis, keys)
+        self.accounts = MongoAccounts(db)
         self.conversations, self.voice_steps = MongoConversations(db), MongoVoiceSteps(db)
         super().__init__(
             settings, rescues=MongoRescues(db), riders=MongoRiders(db), drivers=MongoDrivers(db),

@@ -10,6 +10,7 @@ Methods return what happened as a result type; the conversation side chooses the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -26,7 +27,7 @@ from dispatch.model.driver import AVAILABLE, OFFERED, OFFLINE, ON_JOB, SOURCES, 
 from dispatch.model.errors import Conflict, NotFound
 from dispatch.model.geo import Point
 from dispatch.model.offer import Offer
-from dispatch.model.rescue import DRIVER_BOUND, SEARCHING, IllegalTransition, Rescue
+from dispatch.model.rescue import DRIVER_BOUND, SEARCHING, UNASSIGNED, IllegalTransition, Rescue
 from dispatch.ports import DriverRepository, Locks, OfferRepository, RescueRepository, Scheduler
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,13 @@ class OfferTooLate:
 @dataclass(frozen=True)
 class NoOpenOffer:
     pass
+
+
+@dataclass(frozen=True)
+class OtherOfferOpen:
+    """The driver answered about one rescue while their open offer is for another."""
+    asked: str
+    open: str
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,8 @@ class Located:
     place: str
 
 
-DriverResult = (Accepted | Declined | OfferTaken | OfferTooLate | NoOpenOffer | NoJob | JobProgress | JobRefused
-                | Dropped | DriverBusy | Online | Offline | OfflineRefused | Located)
+DriverResult = (Accepted | Declined | OfferTaken | OfferTooLate | NoOpenOffer | OtherOfferOpen | NoJob | JobProgress
+                | JobRefused | Dropped | DriverBusy | Online | Offline | OfflineRefused | Located)
 
 
 class Dispatcher:
@@ -130,6 +138,9 @@ class Dispatcher:
         self.settings, self.lifecycle, self.rescues = settings, lifecycle, rescues
         self.drivers, self.offers, self.matcher = drivers, offers, matcher
         self.bus, self.scheduler, self.locks, self.links = bus, scheduler, locks, links
+        # Told when a driver's presence or position changes outside any rescue's events (the
+        # status page's change feed, wired in dispatch.bootstrap).
+        self.changed: Callable[..., None] = lambda what, **fields: None
 
     # -- event handlers (dispatch.bootstrap) -------------------------------------------------
     def dispatch_soon(self, event: ev.Event) -> None:
@@ -235,7 +246,9 @@ class Dispatcher:
 
     def accept(self, driver: Driver, code: str | None = None) -> DriverResult:
         offer = self._open_offer(driver)
-        if offer is None or (code and offer.rescue_code != f"R{code}"):
+        if offer is not None and code and offer.rescue_code != f"R{code}":
+            return OtherOfferOpen(asked=f"R{code}", open=offer.rescue_code)
+        if offer is None:
             return self._late_answer(driver, code)
         now = now_ms()
         if self.offers.claim_unexpired(offer.id, now) is None:
@@ -304,10 +317,27 @@ class Dispatcher:
             return "early"
         if self.offers.move(offer_id, (of.OPEN,), status=of.EXPIRED, expired_at=now_ms()) is None:
             return "not-open"
-        self._release_offered(offer.driver_id, offer_id)
+        offline = self._offline_after_missing(offer)
+        if not offline:
+            self._release_offered(offer.driver_id, offer_id)
         self.bus.publish(ev.OfferExpired(rescue_id=offer.rescue_id, by="timer", offer_id=offer_id,
-                                         driver_id=offer.driver_id, late_ms=max(0, -remaining)))
+                                         driver_id=offer.driver_id, late_ms=max(0, -remaining), taken_offline=offline))
         return "expired"
+
+    def _offline_after_missing(self, offer: Offer) -> bool:
+        """Take offline a driver whose last offers since they came free all ran out, rather than
+        ask them again and again; True if this expiry did it."""
+        driver = self.drivers.get(offer.driver_id)
+        if driver is None:
+            return False
+        recent = self.offers.recent_for_driver(driver.id, int(driver.idle_since or 0), 2 * of.MISSED_IN_A_ROW_OFFLINE)
+        if of.missed_in_a_row(recent) < of.MISSED_IN_A_ROW_OFFLINE:
+            return False
+        moved = self.drivers.move(driver.id, (OFFERED,), holding_offer=offer.id, status=OFFLINE, offer_id=None)
+        self.matcher.geo.remove(driver.id)
+        if moved:
+            log.info("driver_offline_missed_offers", driver_id=driver.id)
+        return moved is not None
 
     def _release_offered(self, driver_id: str, offer_id: str | None) -> None:
         """Back to available, but only if the driver is still holding this very offer."""
@@ -372,6 +402,7 @@ class Dispatcher:
         now = now_ms()
         updated = (self.drivers.move(driver.id, (OFFLINE,), status=AVAILABLE, idle_since=now)
                    or self.drivers.get(driver.id))
+        self.changed("driver", driver_id=driver.id)
         if updated.location_is_fresh():
             self._back_in_service(updated, WAITING_LOOKS)
             return Online(updated, needs_location=False)
@@ -384,6 +415,7 @@ class Dispatcher:
             self.decline(driver)
         self.drivers.move(driver.id, SOURCES["go_offline"], status=OFFLINE, offer_id=None)
         self.matcher.geo.remove(driver.id)
+        self.changed("driver", driver_id=driver.id)
         return Offline()
 
     def update_location(self, driver: Driver, point: Point, accuracy_m: float | None = None) -> DriverResult:
@@ -392,6 +424,7 @@ class Dispatcher:
         arriving text and open pages follow from it)."""
         updated = self.drivers.set_location(driver.id, point.to_json(), now_ms())
         self._back_in_service(updated, WAITING_LOOKS)
+        self.changed("driver", driver_id=driver.id)
         if updated.rescue_id:
             self.bus.publish(ev.DriverLocationUpdated(rescue_id=updated.rescue_id, by=f"driver:{driver.id}",
                                                       lat=point.lat, lng=point.lng, driver_id=driver.id,
@@ -408,7 +441,7 @@ class Dispatcher:
         rescue = self.rescues.get(rescue_id)
         if rescue is None:
             raise NotFound("no such rescue")
-        if rescue.status not in (SEARCHING, *DRIVER_BOUND):
+        if rescue.status not in (*UNASSIGNED, *DRIVER_BOUND):
             raise Conflict(f"cannot assign a rescue that is {rescue.status}")
         if rescue.driver_id == driver_id:
             return rescue
@@ -420,12 +453,12 @@ class Dispatcher:
             raise Conflict("driver was just taken by another job")
         self.matcher.geo.remove(driver_id)
         previous = rescue.driver_id
-        searching = rescue.status == SEARCHING
+        searching = rescue.status in UNASSIGNED  # an unfulfilled rescue is reopened by assigning it
         try:
             if searching:
                 rescue, _ = self.lifecycle.apply(rescue_id, "assign", by=by, event=ev.DriverAssigned,
                                                  changes={"driver_id": driver_id, "assigned_at": now_ms()},
-                                                 expect={"status": SEARCHING}, driver_id=driver_id)
+                                                 expect={"status": rescue.status}, driver_id=driver_id)
             else:
                 rescue, _ = self.lifecycle.apply(rescue_id, "reassign", by=by, event=ev.DriverReassigned,
                                                  changes={"driver_id": driver_id},

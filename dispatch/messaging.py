@@ -54,6 +54,8 @@ RETRYING = "retrying"  # failed for now: its own send job retries it, then the t
 class Outbox:
     messages: MessageStore
     scheduler: Scheduler
+    # Told of each new text (the status page's change feed, wired in dispatch.bootstrap).
+    changed: Callable[..., None] = field(default=lambda what, **fields: None)
 
     def queue_text(self, to: str, body: str, *, key: str, rescue_id: str | None = None,
                    kind: str = "reply") -> dict[str, Any] | None:
@@ -67,6 +69,7 @@ class Outbox:
         if not self.messages.add(doc):
             return self.messages.by_key(key)
         self.scheduler.kick_outbox()
+        self.changed("message", rescue_id=rescue_id)
         return doc
 
     def requeue_pending(self, older_than_ms: int) -> int:

@@ -64,7 +64,11 @@ class Notifier:
 
     def offer_expired(self, event: ev.OfferExpired) -> None:
         driver = self._driver(event.driver_id)
-        self._text(event, "driver", driver, "driver_offer_expired", rescue=self._rescue(event))
+        if event.taken_offline:
+            self._text(event, "driver", driver, "driver_offline_missed", rescue=self._rescue(event),
+                       missed=of.MISSED_IN_A_ROW_OFFLINE)
+        else:
+            self._text(event, "driver", driver, "driver_offer_expired", rescue=self._rescue(event))
 
     def offer_withdrawn(self, event: ev.OfferWithdrawn) -> None:
         driver = self._driver(event.driver_id)

@@ -104,6 +104,8 @@ def reply_for(result: d.DriverResult) -> Reply:
             return Reply("offer_too_late", {"code": code})
         case d.NoOpenOffer():
             return Reply("no_open_offer")
+        case d.OtherOfferOpen(asked, open_code):
+            return Reply("offer_other_open", {"asked": asked, "open": open_code})
         case d.NoJob():
             return Reply("no_job")
         case d.JobProgress(action, rescue, repeat):

@@ -178,3 +178,12 @@ class StepResult:
     @property
     def templates(self) -> list[str]:
         return [r.template for r in self.replies]
+
+
+# -- a dispatcher's commands by text --------------------------------------------------------------
+@dataclass(frozen=True)
+class DeskCommand:
+    """LIST, STATUS, ASSIGN or CANCEL from an active dispatcher's phone (flows.dispatcher)."""
+    verb: str
+    code: str = ""
+    rest: str = ""

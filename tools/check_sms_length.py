@@ -35,6 +35,7 @@ from dispatch.model.driver import STATUSES as DRIVER_STATES  # noqa: E402 - afte
 from dispatch.model.help_request import HelpRequest  # noqa: E402
 from dispatch.model.pricing import Quote  # noqa: E402
 from dispatch.model.rescue import PROBLEMS, STATUSES, Rescue  # noqa: E402
+from dispatch.shift import LIST_HELP, LIST_RESCUES, Listing  # noqa: E402
 from dispatch.texts import TEMPLATE_DIR, say  # noqa: E402
 from flows.driver import commands_for  # noqa: E402
 from flows.rider import (  # noqa: E402
@@ -129,7 +130,15 @@ def base_context(lang: str) -> dict:
         "distance_km": 15.5, "seconds": 120, "minutes": 15, "eta": 45, "stars": 5,
         "purpose": "dropoff", "to": "rider", "choices": [{"lat": 40.8, "lng": -73.9, "label": p} for p in PLACES],
         "commands": commands_for("offered"), "action": "arrive", "repeat": False, "count": 5,
-        "phone": "+1******0123",
+        "phone": "+1******0123", "missed": 3, "asked": "R12344", "open": "R12345",
+        "listing": Listing(
+            [{"code": f"R1234{n}", "status": "in_transit", "flags": ["long search", "crash"],
+              "driver": DRIVER_NAME} for n in range(LIST_RESCUES)], 12,
+            [HelpRequest(id=f"help-{n}", phone="+12125550123", reason="not_understood", text=RELAY[lang],
+                         status="open", created_at=1_700_000_000_000) for n in range(LIST_HELP)], 9),
+        "role": "dispatcher", "needed": "dispatcher", "who": DRIVER_NAME, "verb": "ASSIGN",
+        "names": [DRIVER_NAME, DRIVER_NAME + " Jr", DRIVER_NAME + " Sr"],
+        "reason": "cannot assign a rescue that is cancelled",
         "request": HelpRequest(id="help-check", phone="+12125550123", reason="not_understood", text=RELAY[lang],
                                status="open", created_at=1_700_000_000_000),
     }

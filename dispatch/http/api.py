@@ -13,16 +13,16 @@ from dispatch.adapters import metrics
 from dispatch.adapters.mongo import ping
 from dispatch.adapters.rq_scheduler import WorkerHeartbeats
 from dispatch.http import error, refused, services
-from dispatch.http.auth import TooManyWrongTokens, bearer_ok, csrf_ok, logged_in
+from dispatch.http.auth import TooManyWrongTokens, acting, admit_api_request, bearer_ok
 from dispatch.http.openapi import OPENAPI
 from dispatch.http.validation import check_against_document
 from dispatch.model import help_request as hr
-from dispatch.model.clock import iso
+from dispatch.model.clock import epoch_ms_of, iso
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX, Driver, DuplicateDriver
 from dispatch.model.errors import DomainError
 from dispatch.model.geo import Point
 from dispatch.model.phones import mask, normalise
-from dispatch.model.rescue import STATUSES
+from dispatch.model.rescue import STATUSES, SearchTerms
 from dispatch.ports import Busy, PaymentUnavailable
 from dispatch.texts import ENGLISH, LANGUAGES
 
@@ -31,8 +31,7 @@ health = Blueprint("health", __name__)
 
 MAX_PAGE = 200
 MESSAGE_MAX = 600
-TIMELINE_MESSAGES = 200
-INTAKE_LOOKBACK_MS = 3600 * 1000
+SEARCH_MAX = 40
 
 
 PUBLIC_ENDPOINTS = {"api.openapi_spec"}
@@ -44,20 +43,11 @@ def too_many_wrong_tokens():
 
 @api.before_request
 def require_admin():
-    """The bearer token, or the status page's session (with its CSRF token on changes). The
+    """The bearer token, or the status page's session, under the role the route needs. The
     API's own document is public: it holds no data, and tools read it before they have a token."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if logged_in() and "Authorization" not in request.headers:
-        if request.method in ("GET", "HEAD") or csrf_ok():
-            return None
-        return error("missing or wrong CSRF token", 403)
-    try:
-        if bearer_ok():
-            return None
-    except TooManyWrongTokens:
-        return too_many_wrong_tokens()
-    return error("missing or wrong bearer token", 401)
+    return admit_api_request()
 
 
 api.before_request(check_against_document)  # after the token: a stranger learns nothing of the schema
@@ -171,7 +161,7 @@ def assign_rescue(rescue_id: str):
     if not isinstance(body, dict) or not isinstance(body.get("driver_id"), str):
         return error("driver_id is required", 400, field="driver_id")
     try:
-        rescue = services().dispatcher.assign(rescue_id, body["driver_id"])
+        rescue = services().dispatcher.assign(rescue_id, body["driver_id"], by=acting().by)
     except DomainError as exc:
         return refused(exc)
     return jsonify(rescue.to_json())
@@ -184,7 +174,7 @@ def cancel_rescue(rescue_id: str):
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 200:
         return error("reason must be 1..200 characters", 400, field="reason")
     try:
-        rescue = services().dispatcher.cancel(rescue_id, reason.strip(), by="dispatcher")
+        rescue = services().dispatcher.cancel(rescue_id, reason.strip(), by=acting().by)
     except DomainError as exc:
         return refused(exc)
     return jsonify(rescue.to_json())
@@ -203,7 +193,7 @@ def refund_rescue(rescue_id: str):
     if key is not None and not (0 < len(key) <= 100):
         return error("Idempotency-Key must be 1..100 characters", 400, field="Idempotency-Key")
     try:
-        entry = services().payments.refund(rescue_id, amount, key, by="dispatcher")
+        entry = services().payments.refund(rescue_id, amount, key, by=acting().by)
     except DomainError as exc:
         return refused(exc)
     except (PaymentUnavailable, Busy):
@@ -214,7 +204,7 @@ def refund_rescue(rescue_id: str):
 @api.post("/rescues/<rescue_id>/payment-link")
 def resend_payment_link(rescue_id: str):
     try:
-        services().payments.resend(rescue_id, by="dispatcher")
+        services().payments.resend(rescue_id, by=acting().by)
     except DomainError as exc:
         return refused(exc)
     return jsonify({"status": "queued"}), 202
@@ -284,7 +274,7 @@ def resolve_help_request(request_id: str):
     if not isinstance(note, str) or len(note) > hr.NOTE_MAX:
         return error(f"note must be text of at most {hr.NOTE_MAX} characters", 400, field="note")
     try:
-        resolved = services().help_desk.resolve(request_id, by="dispatcher", note=note.strip())
+        resolved = services().help_desk.resolve(request_id, by=acting().by, note=note.strip())
     except DomainError as exc:
         return refused(exc)
     return jsonify(resolved.to_json())
@@ -323,14 +313,32 @@ def openapi_spec():
 
 @api.get("/rescues")
 def list_rescues():
-    status = request.args.get("status")
-    if status is not None and status not in STATUSES:
-        return error(f"status must be one of {', '.join(STATUSES)}", 400, field="status")
+    """Every rescue, newest first; with q/since/until a search of all of them (PRODUCT.md §3)."""
+    terms, refusal = search_terms()
+    if refusal:
+        return refusal
     limit, offset = _page()
     if limit is None:
         return offset
-    rescues = services().rescues.list(status=status, limit=limit, offset=offset)
+    rescues = services().rescues.search(terms, limit=limit, offset=offset)
     return jsonify({"rescues": [r.to_json() for r in rescues], "limit": limit, "offset": offset})
+
+
+def search_terms() -> tuple[SearchTerms | None, Any]:
+    """The request's q/status/since/until as a search: (terms, None) or (None, the 400 answer)."""
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        return None, error(f"status must be one of {', '.join(STATUSES)}", 400, field="status")
+    times = {}
+    for name in ("since", "until"):
+        given = request.args.get(name)
+        times[name] = epoch_ms_of(given, end_of_day=name == "until") if given else None
+        if given and times[name] is None:
+            return None, error(f"{name} must be an ISO date or date-time", 400, field=name)
+    q = request.args.get("q", "")
+    if len(q) > SEARCH_MAX:
+        return None, error(f"q must be at most {SEARCH_MAX} characters", 400, field="q")
+    return SearchTerms.of(q, status=status, **times), None
 
 
 def _message_json(doc: dict[str, Any]) -> dict[str, Any]:
@@ -344,12 +352,7 @@ def show_rescue(rescue_id: str):
     rescue = svc.rescues.get(rescue_id)
     if rescue is None:
         return error("no such rescue", 404)
-    # The conversation that led to the rescue starts before it; an hour covers any intake.
-    since = rescue.created_at - INTAKE_LOOKBACK_MS
-    messages = svc.messages.for_rescue(rescue.id, rescue.rider_phone, since, TIMELINE_MESSAGES)
-    timeline = [{**e, "at": iso(e["at"])} for e in svc.events.timeline(rescue.id)]
-    return jsonify({**rescue.to_json(), "timeline": timeline,
-                    "messages": [_message_json(m) for m in messages]})
+    return jsonify(svc.board.rescue_page(rescue))
 
 
 @health.get("/healthz")

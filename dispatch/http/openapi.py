@@ -10,6 +10,7 @@ from typing import Any
 
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX
 from dispatch.model.help_request import NOTE_MAX
+from dispatch.model.account import ROLES
 from dispatch.model.help_request import STATUSES as HELP_STATUSES
 from dispatch.model.rescue import STATUSES
 from dispatch.texts import LANGUAGES
@@ -38,8 +39,17 @@ MAX_OFFSET = 100_000
 PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}}]
 FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missing or wrong token", ERROR),
-        "403": _ok("the status page's session without its CSRF token", ERROR),
-        "429": _ok("too many wrong tokens from this address", ERROR)}
+        "403": _ok("the signed-in role may not do this, or a session change without its CSRF token", ERROR),
+        "429": _ok("too many wrong tokens or passwords from this address; wait a minute", ERROR)}
+SEARCH = [{"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 40},
+           "description": "a code (R1004 or 1004) or the last 4+ digits of the rider's phone"},
+          {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "ISO date or date-time"},
+          {"name": "until", "in": "query", "schema": {"type": "string"},
+           "description": "ISO date (inclusive) or date-time (exclusive)"}]
+ACCOUNT = {"$ref": "#/components/schemas/Dispatcher"}
+ACCOUNT_FIELDS = {"name": {"type": "string", "maxLength": 80}, "password": {"type": "string", "minLength": 8},
+                  "role": {"type": "string", "enum": list(ROLES)}, "phone": {"type": "string", "nullable": True},
+                  "active": {"type": "boolean"}}
 MISSING = {"404": _ok("not found", ERROR)}
 CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
 
@@ -88,9 +98,9 @@ OPENAPI: dict[str, Any] = {
                           "location": PLACE, "language": LANGUAGE}}),
                       "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}}},
         "/api/rescues": {
-            "get": {"summary": "Rescues, newest first",
+            "get": {"summary": "Search every rescue, open or closed, newest first",
                     "parameters": [{"name": "status", "in": "query",
-                                    "schema": {"type": "string", "enum": list(STATUSES)}}, *PAGE],
+                                    "schema": {"type": "string", "enum": list(STATUSES)}}, *SEARCH, *PAGE],
                     "responses": {"200": _ok("rescues", {"type": "object", "properties": {
                         "rescues": {"type": "array", "items": RESCUE}}}), **FAIL}}},
         "/api/rescues/{id}": {
@@ -156,12 +166,47 @@ OPENAPI: dict[str, Any] = {
                                "responses": {"200": _ok("stats"), **FAIL}}},
         "/api/board": {"get": {"summary": "Everything the status page shows",
                                "responses": {"200": _ok("board"), **FAIL}}},
+        "/api/dispatchers": {
+            "get": {"summary": "Dispatcher accounts (admin)", "parameters": PAGE,
+                    "responses": {"200": _ok("accounts", {"type": "object", "properties": {
+                        "dispatchers": {"type": "array", "items": ACCOUNT}}}), **FAIL}},
+            "post": {"summary": "Create a dispatcher account (admin)",
+                     "requestBody": {"required": True, **_json({
+                         "type": "object", "required": ["username", "name", "password", "role"],
+                         "properties": {"username": {"type": "string", "maxLength": 40}, **ACCOUNT_FIELDS},
+                         "additionalProperties": False})},
+                     "responses": {"201": _ok("the account (never its password)", ACCOUNT), **FAIL,
+                                   "409": _ok("username taken", ERROR)}}},
+        "/api/dispatchers/{id}": {
+            "parameters": [ID],
+            "patch": {"summary": "Change name, password, role, phone or active (admin)",
+                      "requestBody": {"required": True, **_json({"type": "object", "properties": ACCOUNT_FIELDS,
+                                                                 "additionalProperties": False})},
+                      "responses": {"200": _ok("the account", ACCOUNT), **FAIL, **MISSING}}},
+        "/api/stream": {"get": {
+            "summary": "Server-Sent Events: a `board` event whenever a rescue, driver, message or help request "
+                       "changes; heartbeat comments between",
+            "responses": {"200": {"description": "text/event-stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **FAIL,
+                          "503": _ok("no live stream to spare in this process; poll /api/board", ERROR)}}},
+        "/api/figures": {"get": {"summary": "Today's figures by hour, with small SVG charts",
+                                 "responses": {"200": _ok("figures"), **FAIL}}},
+        "/api/rescues.csv": {"get": {
+            "summary": "The rescue list as CSV (same filters as /api/rescues)",
+            "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+                           *SEARCH],
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **FAIL}}},
         "/api/openapi.json": {"get": {"summary": "This document (no token needed)", "security": [],
                                       "responses": {"200": _ok("OpenAPI 3")}}},
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            "Dispatcher": {"type": "object", "required": ["id", "username", "name", "role", "active"], "properties": {
+                "id": {"type": "string"}, "username": {"type": "string"}, "name": {"type": "string"},
+                "role": {"type": "string", "enum": list(ROLES)}, "phone": {"type": "string", "nullable": True},
+                "active": {"type": "boolean"}, "created_at": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                                                                              "field": {"type": "string"}}},
             "HelpRequest": {"type": "object", "required": ["id", "phone", "reason", "status", "created_at"],

@@ -8,9 +8,19 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
 
 from dispatch.http import services
-from dispatch.http.auth import TooManyWrongTokens, csrf_ok, csrf_token, logged_in, start_session, token_ok
+from dispatch.http.auth import (
+    TooManyWrongTokens,
+    csrf_ok,
+    csrf_token,
+    logged_in,
+    session_identity,
+    sign_in,
+    start_session,
+    token_ok,
+)
 from dispatch.model.clock import iso
 from dispatch.model.phones import sender_key
+from dispatch.model.rescue import STATUSES
 
 bp = Blueprint("web", __name__)
 
@@ -28,12 +38,12 @@ def login():
     if not csrf_ok():
         abort(400)
     try:
-        ok = token_ok(request.form.get("token", "") or " ")
+        identity = sign_in(request.form.get("username", "").strip(), request.form.get("password", ""))
     except TooManyWrongTokens:
         return render_template("login.html", csrf=csrf_token(), error="Too many attempts; wait a minute."), 429
-    if not ok:
-        return render_template("login.html", csrf=csrf_token(), error="That token is not right."), 401
-    start_session()
+    if identity is None:
+        return render_template("login.html", csrf=csrf_token(), error="That username and password are not right."), 401
+    start_session(identity)
     return redirect(url_for("web.status_page"))
 
 
@@ -49,7 +59,11 @@ def status_page():
     if not logged_in():
         return redirect(url_for("web.login_page"))
     s = services().settings
-    return render_template("status.html", csrf=csrf_token(), area=s.service_area, sandbox=s.sandbox)
+    me, area = session_identity(), s.service_area
+    config = {"username": me.username, "role": me.role, "tilesUrl": s.map_tiles_url,
+              "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}
+    return render_template("status.html", csrf=csrf_token(), sandbox=s.sandbox, me=me, config=config,
+                           statuses=STATUSES)
 
 
 @bp.get("/simulator")

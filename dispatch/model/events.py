@@ -85,6 +85,8 @@ class OfferExpired(Event):
     offer_id: str
     driver_id: str
     late_ms: int = 0
+    # The driver let too many offers in a row run out and was taken offline with this one.
+    taken_offline: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,21 @@ OPEN, ACCEPTING, ACCEPTED, DECLINED, EXPIRED, TAKEN, WITHDRAWN, DROPPED = (
 LIVE = (OPEN, ACCEPTING)
 # The driver lost it to someone else (another driver accepted, a dispatcher reassigned).
 LOST = (TAKEN, WITHDRAWN)
+# A driver who lets this many offers in a row run out is taken offline (PRODUCT.md §4).
+MISSED_IN_A_ROW_OFFLINE = 3
+
+
+def missed_in_a_row(newest_first: list[Offer]) -> int:
+    """How many of a driver's latest offers ran out unanswered, counting back to the last one
+    they answered; offers lost to someone else say nothing about the driver and are skipped."""
+    missed = 0
+    for offer in newest_first:
+        if offer.status in LOST or offer.status in LIVE:
+            continue
+        if offer.status != EXPIRED:
+            break
+        missed += 1
+    return missed
 
 
 @dataclass

@@ -19,6 +19,8 @@ OPEN_STATUSES = (SEARCHING, ASSIGNED, EN_ROUTE, ARRIVED, IN_TRANSIT)
 CLOSED_STATUSES = (COMPLETED, CANCELLED, UNFULFILLED)
 # A driver is bound to the rescue and on the way (the dispatcher may still move it to another).
 DRIVER_BOUND = (ASSIGNED, EN_ROUTE)
+# No driver yet; a dispatcher may still assign one (PRODUCT.md §5: an unfulfilled one reopens).
+UNASSIGNED = (SEARCHING, UNFULFILLED)
 
 # payment_status: none -> link_sent -> paid (-> refunded), or failed.
 PAY_NONE, PAY_LINK_SENT, PAY_PAID, PAY_FAILED, PAY_REFUNDED = "none", "link_sent", "paid", "failed", "refunded"
@@ -38,7 +40,7 @@ CRASH = "crash"
 # (action, from, to) — the only ways a rescue's status may change. `to` None is a change
 # that keeps the status (another driver takes over the job).
 LIFECYCLE = [
-    ("assign", SEARCHING, ASSIGNED),
+    ("assign", list(UNASSIGNED), ASSIGNED),
     ("reassign", list(DRIVER_BOUND), None),
     ("drive", ASSIGNED, EN_ROUTE),
     ("arrive", [ASSIGNED, EN_ROUTE], ARRIVED),
@@ -49,6 +51,30 @@ LIFECYCLE = [
     ("give_up", SEARCHING, UNFULFILLED),
 ]
 ACTION_TARGET = {action: target for action, _, target in LIFECYCLE}
+
+
+@dataclass(frozen=True)
+class SearchTerms:
+    """A search of every rescue (PRODUCT.md §3); times are epoch ms, `until` exclusive."""
+    code: str | None = None
+    phone_digits: str | None = None
+    status: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+    @classmethod
+    def of(cls, q: str, **rest: Any) -> SearchTerms:
+        """`q` is a code (`R1004`, `1004`) or the last 4+ digits of the rider's phone; a bare
+        number may be either. Anything else finds nothing (a code that cannot exist)."""
+        text = "".join(q.split()).upper().lstrip("#")
+        digits = "".join(c for c in text if c.isdigit())
+        if not text:
+            return cls(**rest)
+        if text.startswith("R") and text[1:].isdigit():
+            return cls(code=text, **rest)
+        if len(digits) >= 4 and all(c.isdigit() or c in "+-()." for c in text):
+            return cls(code=f"R{digits}", phone_digits=digits, **rest)
+        return cls(code="R?", **rest)
 
 
 class IllegalTransition(ValueError):

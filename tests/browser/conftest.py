@@ -43,7 +43,7 @@ def logged_in(page):
     from tests.conftest import ADMIN_TOKEN
 
     page.goto("/")
-    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_label("Password").fill(ADMIN_TOKEN)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/")
     page.get_by_role("heading", name="Open rescues").wait_for()

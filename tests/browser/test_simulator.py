@@ -48,7 +48,7 @@ def test_simulator_carries_a_rider_and_a_driver_conversation(browser, sandbox):
     page = context.new_page()
     page.set_default_timeout(15000)
     page.goto("/simulator")
-    page.get_by_label("Admin token").fill("sim-token")
+    page.get_by_label("Password").fill("sim-token")
     page.get_by_role("button", name="Sign in").click()
     page.goto("/simulator")
 

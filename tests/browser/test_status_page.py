@@ -13,7 +13,7 @@ from tests.e2e.test_dispatch import COLUMBUS_CIRCLE, NEAR_UNION_SQ, online_drive
 def test_wrong_token_is_refused_and_pages_need_login(page):
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login$"))
-    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_label("Password").fill("not-the-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("not right")
 
@@ -21,7 +21,7 @@ def test_wrong_token_is_refused_and_pages_need_login(page):
 def test_login_post_needs_the_csrf_token(page, live_service):
     import httpx
 
-    r = httpx.post(f"{live_service.url}/login", data={"token": ADMIN_TOKEN})
+    r = httpx.post(f"{live_service.url}/login", data={"password": ADMIN_TOKEN})
     assert r.status_code == 400
 
 
@@ -45,19 +45,26 @@ def test_rescue_appears_without_reload_then_assign_and_cancel(slate, logged_in, 
     bo_value = page.locator("#assign-driver option", has_text="Bo Chen").get_attribute("value")
     page.select_option("#assign-driver", value=bo_value)
     page.get_by_role("button", name="Assign").click()
-    expect(page.locator("#action-result")).to_have_text("Done.")
+    expect(page.locator("#notices")).to_contain_text(f"Assign {code}: done.")
     expect(row).to_contain_text("Bo Chen", timeout=10000)
     bo_phone.wait_for(f"You've got {code}")
     rider.wait_for("Bo is on the way")
+    expect(page.locator("#messages")).to_contain_text("service → Bo Chen", timeout=10000)
+    expect(page.locator("#messages")).to_contain_text("service → rider")
     shoot(page, "status-page.png")
-    page.once("dialog", lambda d: d.accept("rider found a friend with a van"))
+    page.select_option("#cancel-reason", value="")
+    page.get_by_label("Other reason").fill("rider found a friend with a van")
     page.get_by_role("button", name="Cancel rescue").click()
-    expect(page.locator("#action-result")).to_have_text("Done.")
+    expect(page.locator("#notices")).to_contain_text(f"Cancel {code}: done.")
     rider.wait_for("cancelled by our dispatch team (rider found a friend with a van)")
     expect(page.locator("#rescues tr", has_text=code)).to_have_count(0, timeout=10000)
+    page.wait_for_timeout(4000)
+    expect(page.locator("#notices")).to_contain_text(f"Cancel {code}: done.")  # stays until dismissed
+    page.locator("#notices .notice", has_text=f"Cancel {code}").get_by_role("button", name="Dismiss").click()
+    expect(page.locator("#notices")).not_to_contain_text(f"Cancel {code}: done.")
 
 
-def test_refund_from_the_page(slate, logged_in, services, live_service):
+def test_refund_from_the_page_in_dollars(slate, logged_in, services, live_service):
     from tests.conftest import new_number
 
     page = logged_in
@@ -71,13 +78,13 @@ def test_refund_from_the_page(slate, logged_in, services, live_service):
                                    "payment_intent": "pi_page", "created_at": 0})
     services.db.rescues.update_one({"_id": r.id}, {"$set": {"paid_cents": 2800, "payment_status": "paid"}})
     page.locator("#rescues tr", has_text=r.code).click()
-    page.get_by_label("Refund (cents, blank = all)").fill("800")
+    page.get_by_label("Refund ($, blank = all)").fill("8.00")
     page.get_by_role("button", name="Refund").click()
-    expect(page.locator("#action-result")).to_have_text("Done.")
+    expect(page.locator("#notices")).to_contain_text(f"Refund {r.code}: done.")
     assert services.rescues.get(r.id).extra["refunded_cents"] == 800
-    page.get_by_label("Refund (cents, blank = all)").fill("5000")
+    page.get_by_label("Refund ($, blank = all)").fill("50")
     page.get_by_role("button", name="Refund").click()
-    expect(page.locator("#action-result")).to_contain_text("Refused")
+    expect(page.locator("#notices")).to_contain_text(f"Refund {r.code} refused")
 
 
 def test_status_page_fits_a_phone(logged_in):
@@ -87,3 +94,4 @@ def test_status_page_fits_a_phone(logged_in):
     expect(page.get_by_role("heading", name="Open rescues")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400
+    shoot(page, "status-phone.png")

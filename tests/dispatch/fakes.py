@@ -76,6 +76,9 @@ class FakeRescues:
         found = self._newest(r for r in self.rows.values() if r.rider_phone == phone and r.is_open)
         return found[0] if found else None
 
+    def by_code(self, code: str) -> Rescue | None:
+        return next((_copy(r) for r in self.rows.values() if r.code == code), None)
+
     def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Rescue]:
         return self._newest(r for r in self.rows.values() if status in (None, r.status))[offset:offset + limit]
 
@@ -249,6 +252,12 @@ class FakeOffers:
     def latest_for_driver(self, driver_id: str, rescue_code: str | None = None) -> Offer | None:
         mine = [o for o in self.rows.values() if o.driver_id == driver_id and rescue_code in (None, o.rescue_code)]
         return _copy(max(mine, key=lambda o: o.created_at)) if mine else None
+
+    def recent_for_driver(self, driver_id: str, since: int, limit: int) -> list[Offer]:
+        # Newest first; a driver holds one offer at a time, so within one millisecond the later one was made later.
+        mine = [(o.created_at, n, o) for n, o in enumerate(self.rows.values())
+                if o.driver_id == driver_id and o.created_at >= since]
+        return [_copy(o) for _, _, o in sorted(mine, key=lambda t: t[:2], reverse=True)[:limit]]
 
     def drop_accepted(self, rescue_id: str, driver_id: str) -> None:
         for o in list(self.rows.values()):

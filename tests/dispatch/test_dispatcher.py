@@ -205,7 +205,9 @@ def test_accept_with_a_wrong_code_is_not_an_acceptance(area):
     wrong = str(int(rescue.code[1:]) + 7)
     outcome = area.svc.dispatcher.accept(driver(area, near), code=wrong)
     assert reply(outcome).template != "job_details"
-    rendered(outcome)
+    words = rendered(outcome)
+    assert f"open offer is {rescue.code}, not R{wrong}" in words and f"Y {rescue.code[1:]}" in words
+    assert "still online" not in words
     assert area.db.offers.find_one({"_id": offer["_id"]})["status"] == "open"
     assert driver(area, near).status == "offered"
     assert area.svc.rescues.get(rescue.id).status == "searching"
@@ -591,3 +593,23 @@ def test_dispatch_triggers_for_one_rescue_coalesce_until_its_job_starts(area):
     area.svc.scheduler.dispatch_starting(rescue.id)  # what the job does before it reads anything
     area.svc.scheduler.dispatch(rescue.id)
     assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == 2
+
+
+def test_texts_about_missed_offers_are_true(area):
+    """An expired offer never claims it went to someone else; the third miss in a row takes the
+    driver offline and says how to come back. The texts are read as queued for the phone."""
+    from dispatch.model import offer as of
+
+    near = area.driver(north_km=0.5)
+    for _ in range(of.MISSED_IN_A_ROW_OFFLINE):
+        rescue = area.rescue()
+        offer = offered(area, near, rescue)
+        area.db.offers.update_one({"_id": offer["_id"]}, {"$set": {"expires_at": now_ms() - 1000}})
+        assert area.svc.dispatcher.expire(offer["_id"]) == "expired"
+    texts = [m["body"] for m in area.db.messages.find({"phone": near.phone, "direction": "out"}).sort("created_at", 1)
+             if m.get("kind") in ("driver_offer_expired", "driver_offline_missed")]
+    assert len(texts) == of.MISSED_IN_A_ROW_OFFLINE
+    assert all("another driver" not in t for t in texts)
+    assert "You're still online" in texts[0]
+    assert "offline now" in texts[-1] and "Text ON" in texts[-1]
+    assert driver(area, near).status == "offline" and not indexed(area, near.id)

@@ -291,11 +291,11 @@ def test_status_page_login_needs_csrf_and_the_api_needs_the_csrf_header(slate, p
         page = web.get("/login")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         checks.append(("login without the CSRF token", 400,
-                       web.post("/login", data={"token": ADMIN_TOKEN}).status_code))
+                       web.post("/login", data={"password": ADMIN_TOKEN}).status_code))
         checks.append(("login with a wrong CSRF token", 400,
-                       web.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf + "x"}).status_code))
+                       web.post("/login", data={"password": ADMIN_TOKEN, "csrf": csrf + "x"}).status_code))
         assert web.get("/").status_code != 200 or "login" in str(web.get("/").url)
-        ok = web.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf})
+        ok = web.post("/login", data={"password": ADMIN_TOKEN, "csrf": csrf})
         assert ok.status_code in (302, 303), ok.status_code
         status = web.get("/")
         assert status.status_code == 200

@@ -56,6 +56,8 @@ def ensure_indexes(db: Database) -> None:
     db.help_requests.create_index("open_key", unique=True)
     db.help_requests.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     db.links.create_index("token_hash", unique=True)
+    db.dispatchers.create_index("username_key", unique=True)
+    db.dispatchers.create_index("phone")
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

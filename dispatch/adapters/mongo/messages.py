@@ -29,10 +29,12 @@ class MongoMessages:
     def get(self, message_id: str) -> dict[str, Any] | None:
         return self.col.find_one({"_id": message_id})
 
-    def for_rescue(self, rescue_id: str, rider_phone: str, since: int, limit: int) -> list[dict[str, Any]]:
-        """The rescue's texts, and the rider's from `since` (the conversation that led to it)."""
-        query = {"$or": [{"rescue_id": rescue_id}, {"phone": rider_phone, "created_at": {"$gte": since}}]}
-        return list(self.col.find(query).sort("created_at", 1).limit(limit))
+    def for_rescue(self, rescue_id: str, phones: list[str], since: int, until: int, limit: int) -> list[dict[str, Any]]:
+        """The rescue's texts, and those of its parties (`phones`: the rider, its drivers) between
+        `since` and `until` (the conversation that led to it, answers that carry no rescue), newest first."""
+        query = {"$or": [{"rescue_id": rescue_id},
+                         {"phone": {"$in": phones}, "created_at": {"$gte": since, "$lte": until}}]}
+        return list(self.col.find(query).sort("created_at", -1).limit(limit))
 
     def newest(self, limit: int) -> list[dict[str, Any]]:
         return list(self.col.find().sort("created_at", -1).limit(limit))

@@ -48,6 +48,10 @@ class MongoOffers:
         docs = list(self.col.find(query).sort("created_at", DESCENDING).limit(1))
         return Offer.from_doc(docs[0]) if docs else None
 
+    def recent_for_driver(self, driver_id: str, since: int, limit: int) -> list[Offer]:
+        docs = self.col.find({"driver_id": driver_id, "created_at": {"$gte": since}})
+        return [Offer.from_doc(d) for d in docs.sort("created_at", DESCENDING).limit(limit)]
+
     def drop_accepted(self, rescue_id: str, driver_id: str) -> None:
         self.col.update_many({"rescue_id": rescue_id, "driver_id": driver_id, "status": of.ACCEPTED},
                              {"$set": {"status": of.DROPPED}})

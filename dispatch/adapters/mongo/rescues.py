@@ -1,6 +1,7 @@
 """Rescues and riders in MongoDB."""
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -10,7 +11,16 @@ from pymongo.errors import DuplicateKeyError
 
 from dispatch.adapters.mongo import next_sequence
 from dispatch.model.clock import now_ms
-from dispatch.model.rescue import COMPLETED, OPEN_STATUSES, PAY_NONE, SEARCHING, STATUSES, UNFULFILLED, Rescue
+from dispatch.model.rescue import (
+    COMPLETED,
+    OPEN_STATUSES,
+    PAY_NONE,
+    SEARCHING,
+    STATUSES,
+    UNFULFILLED,
+    Rescue,
+    SearchTerms,
+)
 
 FIRST_CODE = 1000
 NEWEST = [("created_at", DESCENDING), ("seq", DESCENDING)]
@@ -38,6 +48,9 @@ class MongoRescues:
     def get(self, rescue_id: str) -> Rescue | None:
         return self._one({"_id": rescue_id})
 
+    def by_code(self, code: str) -> Rescue | None:
+        return self._one({"code": code})
+
     def by_request_key(self, key: str) -> Rescue | None:
         return self._one({"request_key": key})
 
@@ -49,6 +62,22 @@ class MongoRescues:
     def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Rescue]:
         cursor = self.col.find({"status": status} if status else {}).sort(NEWEST).skip(offset).limit(limit)
         return [Rescue.from_doc(d) for d in cursor]
+
+    def search(self, terms: SearchTerms, limit: int, offset: int) -> list[Rescue]:
+        query: dict[str, Any] = {}
+        either = []
+        if terms.code:
+            either.append({"code": terms.code})
+        if terms.phone_digits:
+            either.append({"rider_phone": {"$regex": re.escape(terms.phone_digits) + "$"}})
+        if either:
+            query["$or"] = either
+        if terms.status:
+            query["status"] = terms.status
+        if terms.since is not None or terms.until is not None:
+            query["created_at"] = {**({"$gte": terms.since} if terms.since is not None else {}),
+                                   **({"$lt": terms.until} if terms.until is not None else {})}
+        return [Rescue.from_doc(d) for d in self.col.find(query).sort(NEWEST).skip(offset).limit(limit)]
 
     def count_open(self) -> int:
         return self.col.count_documents({"status": {"$in": list(OPEN_STATUSES)}})

@@ -39,6 +39,9 @@ def test_every_event_is_announced_to_the_board_and_its_rescue():
     c = core()
     rescue = add_rescue(c)
     c.dispatcher.cancel(rescue.id, "test", by="dispatcher")
-    channels = [channel for channel, _ in c.feed.published]
+    events = [(ch, p) for ch, p in c.feed.published if p["type"] != "message"]
+    channels = [channel for channel, _ in events]
     assert channels.count(BOARD) == 2 and channels.count(rescue_channel(rescue.id)) == 2
-    assert [p["type"] for ch, p in c.feed.published if ch == BOARD] == ["rescue_requested", "rescue_cancelled"]
+    assert [p["type"] for ch, p in events if ch == BOARD] == ["rescue_requested", "rescue_cancelled"]
+    texts = [p for ch, p in c.feed.published if p["type"] == "message"]
+    assert texts and all(p["rescue_id"] == rescue.id for p in texts), "the texts it queued are announced too"

@@ -160,9 +160,9 @@ def test_dispatcher_message_to_rider(client, admin_headers, services):
 def test_session_login_csrf_and_logout(client):
     page = client.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"token": "wrong", "csrf": csrf}).status_code == 401
-    assert client.post("/login", data={"token": "test-admin-token"}).status_code == 400  # no CSRF token
-    r = client.post("/login", data={"token": "test-admin-token", "csrf": csrf})
+    assert client.post("/login", data={"password": "wrong", "csrf": csrf}).status_code == 401
+    assert client.post("/login", data={"password": "test-admin-token"}).status_code == 400  # no CSRF token
+    r = client.post("/login", data={"password": "test-admin-token", "csrf": csrf})
     assert r.status_code == 302
     status = client.get("/").get_data(as_text=True)
     session_csrf = re.search(r'name="csrf-token" content="([^"]+)"', status).group(1)
@@ -208,3 +208,54 @@ def test_what_schemathesis_found_is_answered_as_the_document_says(client, admin_
     spec = client.get("/api/openapi.json")  # no token: tools read it first
     assert spec.status_code == 200 and spec.get_json()["openapi"].startswith("3.")
     assert client.get("/api/rescues?colour=red", headers=admin_headers).status_code == 400
+
+
+def test_search_finds_closed_rescues_by_code_phone_digits_status_and_dates(client, admin_headers, services):
+    rider = new_number()
+    rescue = services.lifecycle.create(request_key=f"search-{rider}", rider_phone=rider,
+                                       pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"},
+                                       dropoff=None, problem="flat_tire", problem_note="", quote_cents=2800,
+                                       trip_miles=0.0, surge=1.0, channel="sms")
+    services.dispatcher.cancel(rescue.id, "test", by="test")
+
+    def found(query: str) -> list[str]:
+        r = client.get(f"/api/rescues?{query}&limit=200", headers=admin_headers)
+        assert r.status_code == 200, r.get_json()
+        return [x["id"] for x in r.get_json()["rescues"]]
+
+    assert found(f"q={rescue.code}") == [rescue.id]
+    assert found(f"q={rescue.code[1:]}")[:1] == [rescue.id] or rescue.id in found(f"q={rescue.code[1:]}")
+    assert rescue.id in found(f"q={rider[-6:]}")
+    assert rescue.id in found(f"q={rider[-4:]}&status=cancelled")
+    assert rescue.id not in found(f"q={rider[-4:]}&status=completed")
+    today = rescue.to_json()["created_at"][:10]
+    assert rescue.id in found(f"q={rescue.code}&since={today}&until={today}")
+    assert rescue.id not in found(f"q={rescue.code}&until=2000-01-01")
+    assert found("q=R0") == [] and found("q=hello") == []
+    for bad in ("since=yesterday", "until=2026-13-01", "q=" + "1" * 41):
+        r = client.get(f"/api/rescues?{bad}", headers=admin_headers)
+        assert r.status_code == 400 and r.get_json()["field"] in ("since", "until", "q")
+
+
+def test_assigning_an_unfulfilled_rescue_reopens_it(client, admin_headers, services):
+    from dispatch.model.events import RescueUnfulfilled
+
+    rider = new_number()
+    rescue = services.lifecycle.create(request_key=f"unfulfilled-{rider}", rider_phone=rider,
+                                       pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"},
+                                       dropoff=None, problem="crash", problem_note="", quote_cents=2800,
+                                       trip_miles=0.0, surge=1.0, channel="sms")
+    services.lifecycle.apply(rescue.id, "give_up", by="dispatcher", event=RescueUnfulfilled)
+    driver = client.post("/api/drivers", json={"phone": new_number(), "name": "Una Fulton", "vehicle": "Van"},
+                         headers=admin_headers).get_json()
+    r = client.post(f"/api/rescues/{rescue.id}/assign", json={"driver_id": driver["id"]}, headers=admin_headers)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "assigned" and r.get_json()["driver_id"] == driver["id"]
+    shown = client.get(f"/api/rescues/{rescue.id}", headers=admin_headers).get_json()
+    assigned = [e for e in shown["timeline"] if e["type"] == "driver_assigned"]
+    assert assigned[0]["by_name"] == "admin" and shown["driver_name"] == "Una Fulton"
+    to_rider = [m for m in shown["messages"] if m["kind"] == "rider_driver_assigned"]
+    assert to_rider and to_rider[0]["from"] == "service" and to_rider[0]["to"] == "rider"
+    to_driver = [m for m in shown["messages"] if m["kind"] == "job_details"]
+    assert to_driver and to_driver[0]["to"] == "Una Fulton"
+    services.dispatcher.cancel(rescue.id, "test", by="test")

@@ -50,8 +50,8 @@ def test_every_door_shares_one_count(strict):
     assert client.get("/api/stats", headers=WRONG).status_code == 401
     page = client.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"token": "guess", "csrf": csrf}).status_code == 401
-    assert client.post("/login", data={"token": "test-admin-token", "csrf": csrf}).status_code == 429
+    assert client.post("/login", data={"password": "guess", "csrf": csrf}).status_code == 401
+    assert client.post("/login", data={"password": "test-admin-token", "csrf": csrf}).status_code == 429
     assert client.get("/metrics", headers=RIGHT).status_code == 429
 
 
@@ -60,7 +60,7 @@ def test_a_logged_in_dispatcher_is_not_locked_out_by_guesses_from_the_same_addre
     dispatcher = client_at(strict, address)
     page = dispatcher.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert dispatcher.post("/login", data={"token": "test-admin-token", "csrf": csrf}).status_code == 302
+    assert dispatcher.post("/login", data={"password": "test-admin-token", "csrf": csrf}).status_code == 302
     guesser = client_at(strict, address)
     for _ in range(LIMIT + 2):
         guesser.get("/api/rescues", headers=WRONG)

@@ -24,6 +24,7 @@ ALL_ACTIONS = ["assign", "reassign", "drive", "arrive", "load", "complete", "req
 # (status, action) -> new status.
 LEGAL = {
     ("searching", "assign"): "assigned",
+    ("unfulfilled", "assign"): "assigned",  # a dispatcher reopens it (PRODUCT.md §5)
     ("assigned", "drive"): "en_route",
     ("assigned", "arrive"): "arrived",
     ("en_route", "arrive"): "arrived",
@@ -69,15 +70,16 @@ def test_next_status_for_every_pair(status, action):
 def test_every_pair_is_classified_as_expected():
     legal = {p for p in PAIRS if p in LEGAL}
     noop = {(s, a) for s, a in PAIRS if TARGET[a] == s}
-    assert len(legal) == 18
+    assert len(legal) == 19
     assert noop == {(TARGET[a], a) for a in ALL_ACTIONS if TARGET[a]}
     assert not legal & noop
 
 
 @pytest.mark.parametrize("status", ["completed", "cancelled", "unfulfilled"])
 def test_closed_rescues_cannot_be_reopened(status):
+    """Except by a dispatcher assigning an unfulfilled one (PRODUCT.md §5)."""
     for action in ALL_ACTIONS:
-        if TARGET[action] == status:
+        if TARGET[action] == status or (status, action) == ("unfulfilled", "assign"):
             continue
         with pytest.raises(IllegalTransition):
             next_status(status, action)

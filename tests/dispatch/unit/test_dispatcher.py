@@ -232,3 +232,59 @@ def test_the_rider_hears_we_are_still_searching_every_few_minutes(c):
     c.dispatcher.dispatch(rescue.id)
     c.dispatcher.dispatch(rescue.id)
     assert texts_to(c, rescue.rider_phone) == ["rider_still_searching"], "once per period, however often it looks"
+
+
+def test_a_dispatcher_can_assign_an_unfulfilled_rescue_which_reopens_it(c):
+    rescue = add_rescue(c)
+    c.rescues.set_fields(rescue.id, {"searching_since": now_ms() - c.settings.search_window_seconds * 1000 - 1})
+    assert c.dispatcher.dispatch(rescue.id) == "unfulfilled"
+    driver = add_driver(c, north(0.5))
+    assigned = c.dispatcher.assign(rescue.id, driver.id, by="dispatcher:sam")
+    assert assigned.status == ASSIGNED and assigned.driver_id == driver.id
+    assert c.drivers.get(driver.id).status == ON_JOB
+    assert "rider_driver_assigned" in texts_to(c, rescue.rider_phone)
+    assert "job_details" in texts_to(c, driver.phone)
+    assert [e["by"] for e in c.events.timeline(rescue.id) if e["type"] == "driver_assigned"] == ["dispatcher:sam"]
+
+
+def test_three_offers_in_a_row_left_to_run_out_take_the_driver_offline_and_say_so(c):
+    driver = add_driver(c)
+    for n in range(of.MISSED_IN_A_ROW_OFFLINE):
+        rescue = add_rescue(c)
+        assert c.dispatcher.dispatch(rescue.id) == "offers:1"
+        offer = offer_of(c, rescue.id)
+        c.offers.move(offer.id, None, expires_at=now_ms() - 1)
+        assert c.dispatcher.expire(offer.id) == "expired"
+        expected = OFFLINE if n == of.MISSED_IN_A_ROW_OFFLINE - 1 else AVAILABLE
+        assert c.drivers.get(driver.id).status == expected
+    kinds = texts_to(c, driver.phone)
+    assert kinds.count("driver_offer_expired") == of.MISSED_IN_A_ROW_OFFLINE - 1
+    assert kinds[-1] == "driver_offline_missed"
+    assert driver.id not in c.geo.points
+    assert c.dispatcher.dispatch(add_rescue(c).id) == "offers:0", "an offline driver is not asked again"
+    back = c.dispatcher.go_online(c.drivers.get(driver.id))
+    assert isinstance(back, d.Online) and c.drivers.get(driver.id).status == AVAILABLE
+
+
+def test_an_answer_between_misses_resets_the_count(c):
+    driver = add_driver(c)
+    for answer in ("expire", "decline", "expire", "expire"):
+        rescue = add_rescue(c)
+        c.dispatcher.dispatch(rescue.id)
+        offer = offer_of(c, rescue.id)
+        if answer == "decline":
+            c.dispatcher.decline(c.drivers.get(driver.id))
+        else:
+            c.offers.move(offer.id, None, expires_at=now_ms() - 1)
+            c.dispatcher.expire(offer.id)
+    assert c.drivers.get(driver.id).status == AVAILABLE
+
+
+def test_yes_with_another_code_is_answered_about_the_offer_the_driver_holds(c):
+    driver = add_driver(c)
+    rescue = add_rescue(c)
+    c.dispatcher.dispatch(rescue.id)
+    other = int(rescue.code[1:]) - 1
+    result = c.dispatcher.accept(c.drivers.get(driver.id), str(other))
+    assert result == d.OtherOfferOpen(asked=f"R{other}", open=rescue.code)
+    assert c.rescues.get(rescue.id).status == SEARCHING and c.drivers.get(driver.id).status == OFFERED
