@@ -10,12 +10,12 @@ from flask import Blueprint, jsonify, request
 from dispatch.adapters.mongo.accounts import DuplicateUsername
 from dispatch.http import error, services
 from dispatch.http.api import _page
-from dispatch.http.auth import admit_api_request, hash_password
+from dispatch.http.auth import hash_password
+from dispatch.http.validation import api_door
 from dispatch.model.account import NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ROLES, USERNAME_MAX, Account, valid_username
 from dispatch.model.phones import normalise
 
-bp = Blueprint("accounts", __name__, url_prefix="/api")
-bp.before_request(admit_api_request)
+bp = api_door(Blueprint("accounts", __name__, url_prefix="/api"))
 
 
 def _fields(body: dict[str, Any], creating: bool) -> tuple[dict[str, Any], Any]:
@@ -43,14 +43,12 @@ def _fields(body: dict[str, Any], creating: bool) -> tuple[dict[str, Any], Any]:
         fields[name] = value.strip() if name == "name" else value
     if "password" in fields:
         fields["password_hash"] = hash_password(fields.pop("password"))
-    if body.get("phone") is not None:
+    if "phone" in body:
         phone = normalise(body["phone"] if isinstance(body["phone"], str) else None,
                           services().settings.default_region)
         if phone is None:
             return {}, error("phone must be a valid phone number", 400, field="phone")
         fields["phone"] = phone
-    elif "phone" in body:
-        fields["phone"] = None
     if "active" in body:
         if not isinstance(body["active"], bool):
             return {}, error("active must be true or false", 400, field="active")

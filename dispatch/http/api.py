@@ -13,9 +13,9 @@ from dispatch.adapters import metrics
 from dispatch.adapters.mongo import ping
 from dispatch.adapters.rq_scheduler import WorkerHeartbeats
 from dispatch.http import error, refused, services
-from dispatch.http.auth import TooManyWrongTokens, acting, admit_api_request, bearer_ok
+from dispatch.http.auth import TooManyWrongTokens, acting, bearer_ok
 from dispatch.http.openapi import OPENAPI
-from dispatch.http.validation import check_against_document
+from dispatch.http.validation import api_door
 from dispatch.model import help_request as hr
 from dispatch.model.clock import epoch_ms_of, iso
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX, Driver, DuplicateDriver
@@ -26,7 +26,7 @@ from dispatch.model.rescue import STATUSES, SearchTerms
 from dispatch.ports import Busy, PaymentUnavailable
 from dispatch.texts import ENGLISH, LANGUAGES
 
-api = Blueprint("api", __name__, url_prefix="/api")
+api = api_door(Blueprint("api", __name__, url_prefix="/api"))
 health = Blueprint("health", __name__)
 
 MAX_PAGE = 200
@@ -34,23 +34,10 @@ MESSAGE_MAX = 600
 SEARCH_MAX = 40
 
 
-PUBLIC_ENDPOINTS = {"api.openapi_spec"}
-
-
 def too_many_wrong_tokens():
     return error("too many wrong tokens from this address; wait a minute", 429)
 
 
-@api.before_request
-def require_admin():
-    """The bearer token, or the status page's session, under the role the route needs. The
-    API's own document is public: it holds no data, and tools read it before they have a token."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    return admit_api_request()
-
-
-api.before_request(check_against_document)  # after the token: a stranger learns nothing of the schema
 
 
 def _page() -> tuple[int, int] | tuple[None, Any]:

@@ -171,9 +171,15 @@ def acting() -> Identity:
     return g.identity
 
 
+# The API's own document is public: it holds no data, and tools read it before they have a token.
+PUBLIC_ENDPOINTS = {"api.openapi_spec"}
+
+
 def admit_api_request():
     """The bearer token, or the status page's session (with its CSRF token on changes), under
     the role the route needs: None to go on, else the refusal (401, 403 or 429)."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
     identity = session_identity() if "Authorization" not in request.headers else None
     if identity is not None:
         if request.method not in READ_METHODS and not csrf_ok():

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch.model import account
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX
 from dispatch.model.help_request import NOTE_MAX
-from dispatch.model.account import ROLES
 from dispatch.model.help_request import STATUSES as HELP_STATUSES
 from dispatch.model.rescue import STATUSES
 from dispatch.texts import LANGUAGES
@@ -43,13 +43,11 @@ FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missin
         "429": _ok("too many wrong tokens or passwords from this address; wait a minute", ERROR)}
 SEARCH = [{"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 40},
            "description": "a code (R1004 or 1004) or the last 4+ digits of the rider's phone"},
-          {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "ISO date or date-time"},
-          {"name": "until", "in": "query", "schema": {"type": "string"},
+          {"name": "since", "in": "query", "schema": {"type": "string", "format": "iso-time"},
+           "description": "ISO date or date-time"},
+          {"name": "until", "in": "query", "schema": {"type": "string", "format": "iso-time"},
            "description": "ISO date (inclusive) or date-time (exclusive)"}]
 ACCOUNT = {"$ref": "#/components/schemas/Dispatcher"}
-ACCOUNT_FIELDS = {"name": {"type": "string", "maxLength": 80}, "password": {"type": "string", "minLength": 8},
-                  "role": {"type": "string", "enum": list(ROLES)}, "phone": {"type": "string", "nullable": True},
-                  "active": {"type": "boolean"}}
 MISSING = {"404": _ok("not found", ERROR)}
 CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
 
@@ -65,6 +63,13 @@ def text(max_len: int) -> dict[str, Any]:
 
 PHONE = {"type": "string", "format": "phone", "description": "a valid number, E.164 or national"}
 LANGUAGE = {"type": "string", "enum": list(LANGUAGES)}
+ACCOUNT_FIELDS = {"name": text(account.NAME_MAX),
+                  "password": {"type": "string", "minLength": account.PASSWORD_MIN,
+                               "maxLength": account.PASSWORD_MAX},
+                  "role": {"type": "string", "enum": list(account.ROLES)},
+                  "phone": PHONE, "active": {"type": "boolean"}}
+USERNAME = {"type": "string", "format": "username", "minLength": 1, "maxLength": account.USERNAME_MAX,
+            "description": "letters (a-z, A-Z), digits, . _ -; not 'admin'"}
 POINT = {"type": "object", "properties": {"lat": {"type": "number"}, "lng": {"type": "number"},
                                           "label": {"type": "string"}}}
 PLACE = {"type": "object", "required": ["lat", "lng"], "additionalProperties": False,
@@ -173,7 +178,7 @@ OPENAPI: dict[str, Any] = {
             "post": {"summary": "Create a dispatcher account (admin)",
                      "requestBody": {"required": True, **_json({
                          "type": "object", "required": ["username", "name", "password", "role"],
-                         "properties": {"username": {"type": "string", "maxLength": 40}, **ACCOUNT_FIELDS},
+                         "properties": {"username": USERNAME, **ACCOUNT_FIELDS},
                          "additionalProperties": False})},
                      "responses": {"201": _ok("the account (never its password)", ACCOUNT), **FAIL,
                                    "409": _ok("username taken", ERROR)}}},
@@ -181,13 +186,17 @@ OPENAPI: dict[str, Any] = {
             "parameters": [ID],
             "patch": {"summary": "Change name, password, role, phone or active (admin)",
                       "requestBody": {"required": True, **_json({"type": "object", "properties": ACCOUNT_FIELDS,
-                                                                 "additionalProperties": False})},
+                                                                 "minProperties": 1, "additionalProperties": False})},
                       "responses": {"200": _ok("the account", ACCOUNT), **FAIL, **MISSING}}},
         "/api/stream": {"get": {
             "summary": "Server-Sent Events: a `board` event whenever a rescue, driver, message or help request "
                        "changes; heartbeat comments between",
             "responses": {"200": {"description": "text/event-stream",
-                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **FAIL,
+                                  "content": {"text/event-stream": {"schema": {
+                                       "type": "object", "description": "one event",
+                                       "properties": {"event": {"type": "string", "enum": ["board"]},
+                                                      "data": {"type": "string", "description": "JSON"}}}}}},
+                           **FAIL,
                           "503": _ok("no live stream to spare in this process; poll /api/board", ERROR)}}},
         "/api/figures": {"get": {"summary": "Today's figures by hour, with small SVG charts",
                                  "responses": {"200": _ok("figures"), **FAIL}}},
@@ -205,7 +214,7 @@ OPENAPI: dict[str, Any] = {
         "schemas": {
             "Dispatcher": {"type": "object", "required": ["id", "username", "name", "role", "active"], "properties": {
                 "id": {"type": "string"}, "username": {"type": "string"}, "name": {"type": "string"},
-                "role": {"type": "string", "enum": list(ROLES)}, "phone": {"type": "string", "nullable": True},
+                "role": {"type": "string", "enum": list(account.ROLES)}, "phone": {"type": "string", "nullable": True},
                 "active": {"type": "boolean"}, "created_at": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                                                                              "field": {"type": "string"}}},

@@ -10,14 +10,13 @@ from flask import Blueprint, Response, jsonify
 from dispatch.announcer import BOARD
 from dispatch.http import error, services
 from dispatch.http.api import search_terms
-from dispatch.http.auth import admit_api_request
 from dispatch.http.charts import bar_chart, line_chart
 from dispatch.http.sse import stream
+from dispatch.http.validation import api_door
 from dispatch.model.clock import iso
 from dispatch.model.phones import mask
 
-bp = Blueprint("status_feed", __name__, url_prefix="/api")
-bp.before_request(admit_api_request)
+bp = api_door(Blueprint("status_feed", __name__, url_prefix="/api"))
 
 EXPORT_MAX = 5000
 CSV_COLUMNS = ("code", "status", "created_at", "updated_at", "problem", "pickup", "dropoff", "rider",

@@ -3,8 +3,9 @@ before its view runs, so the document is the one statement of what the API accep
 request it allows reaches the view, one it does not gets a 400 naming the field.
 
 The document is kept by hand (its schemas are plain JSON Schema, checked with `jsonschema`);
-tests/dispatch/http/test_api_schema.py holds the API to it with schemathesis. What no schema
-can say is a format checked here: `phone` (a number `dispatch.model.phones.normalise` takes).
+tests/reliability/test_api_schema.py holds the API to it with schemathesis. What no schema
+can say is a format checked here: `phone` (a number `dispatch.model.phones.normalise` takes) and
+`iso-time` (an ISO date or date-time `dispatch.model.clock.epoch_ms_of` reads), `username`.
 Integers beyond 64 bits are refused anywhere in a request: no store takes them.
 """
 from __future__ import annotations
@@ -14,12 +15,15 @@ import re
 from functools import cache
 from typing import Any
 
-from flask import request
+from flask import Blueprint, request
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from dispatch.http import error, services
+from dispatch.http.auth import admit_api_request
 from dispatch.http.openapi import OPENAPI
+from dispatch.model.account import valid_username
+from dispatch.model.clock import epoch_ms_of
 from dispatch.model.phones import normalise
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -33,10 +37,28 @@ def _phone(value: object) -> bool:
     return not isinstance(value, str) or normalise(value, services().settings.default_region) is not None
 
 
+@FORMATS.checks("username")
+def _username(value: object) -> bool:
+    return not isinstance(value, str) or valid_username(value)
+
+
+@FORMATS.checks("iso-time")
+def _iso_time(value: object) -> bool:
+    return not isinstance(value, str) or epoch_ms_of(value) is not None
+
+
 class Refused(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+def api_door(blueprint: Blueprint) -> Blueprint:
+    """Every /api blueprint's two checks, in order: who is asking (token or session, and the
+    route's role), then the request against the document (so a stranger learns nothing of it)."""
+    blueprint.before_request(admit_api_request)
+    blueprint.before_request(check_against_document)
+    return blueprint
 
 
 def check_against_document():
@@ -69,7 +91,17 @@ def _operation(rule: str, method: str) -> dict[str, Any] | None:
 
 @cache
 def _validator(schema_json: str) -> Draft4Validator:
-    return Draft4Validator(json.loads(schema_json), format_checker=FORMATS)
+    return Draft4Validator(_json_schema(json.loads(schema_json)), format_checker=FORMATS)
+
+
+def _json_schema(schema: Any) -> Any:
+    """OpenAPI 3.0's `nullable` in plain JSON Schema terms (null, or what the rest says)."""
+    if isinstance(schema, list):
+        return [_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _json_schema(value) for key, value in schema.items() if key != "nullable"}
+    return {"anyOf": [{"type": "null"}, converted]} if schema.get("nullable") else converted
 
 
 def _validate(value: Any, schema: dict[str, Any], name: str | None) -> None:

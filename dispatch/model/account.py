@@ -5,6 +5,7 @@ reaches this module; only its hash is kept, made by the HTTP edge with a well-ke
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ USERNAME_MAX = 40
 NAME_MAX = 80
 PASSWORD_MIN = 8
 PASSWORD_MAX = 200
+USERNAME = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")  # ASCII: one spelling per letter
 
 
 def may(role: str, needed: str) -> bool:
@@ -26,8 +28,8 @@ def may(role: str, needed: str) -> bool:
 
 
 def valid_username(username: object) -> bool:
-    return (isinstance(username, str) and 0 < len(username) <= USERNAME_MAX
-            and all(c.isalnum() or c in "._-" for c in username) and username.lower() != BUILTIN_ADMIN)
+    return (isinstance(username, str) and USERNAME.fullmatch(username) is not None
+            and username.lower() != BUILTIN_ADMIN)
 
 
 def actor(username: str) -> str:
