@@ -140,6 +140,7 @@ class Stack:
                         log_name: str = "worker.log") -> subprocess.Popen:
         """The Procfile's `worker:` line."""
         cmd = [str(BIN / "rq"), "worker", "--url", env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
+               "--connection-class", "dispatch.adapters.metrics.CountedRedis",
                "--path", str(ROOT)]
         if scheduler:
             cmd.append("--with-scheduler")

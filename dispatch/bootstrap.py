@@ -16,7 +16,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 from rq import Queue
 
-from dispatch.adapters.metrics import PrometheusMetrics
+from dispatch.adapters.metrics import CountedRedis, MongoOpCounter, PrometheusMetrics
 from dispatch.adapters.mongo import connect, ensure_indexes
 from dispatch.adapters.mongo.conversations import MongoConversations, MongoVoiceSteps
 from dispatch.adapters.mongo.drivers import MongoDrivers
@@ -197,8 +197,8 @@ class Services(Core):
 def redis_client(settings: Settings) -> redis_lib.Redis:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (python app.py starts an embedded server)")
-    # RQ stores pickled bytes, so responses are not decoded.
-    return redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
+    # RQ stores pickled bytes, so responses are not decoded. Every command is counted (/metrics).
+    return CountedRedis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
                                     health_check_interval=30)
 
 
@@ -206,7 +206,7 @@ def build_services(settings: Settings) -> Services:
     """Connect and make sure the indexes exist. A process that starts while MongoDB is down
     (a web worker replaced mid-outage, say) still starts: it answers 503s and /healthz until
     the store is back, and the next process to start creates whatever index is missing."""
-    db = connect(settings)
+    db = connect(settings, listeners=[MongoOpCounter()])
     try:
         ensure_indexes(db)
     except PyMongoError as exc:

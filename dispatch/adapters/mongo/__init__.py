@@ -11,18 +11,21 @@ on both servers.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pymongo
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, monitoring
 from pymongo.database import Database
 
 from dispatch.config import Settings
 
 
-def connect(settings: Settings) -> Database:
+def connect(settings: Settings, listeners: Sequence[monitoring.CommandListener] = ()) -> Database:
     if not settings.mongo_url:
         raise RuntimeError("MONGO_URL is not set (python app.py starts an embedded server)")
     client = pymongo.MongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000,
-                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr")
+                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr",
+                                 event_listeners=list(listeners))
     return client[settings.mongo_db]
 
 
