@@ -7,6 +7,7 @@ rules (`Core`) over in-memory fakes (tests/dispatch/fakes.py).
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
 
@@ -215,11 +216,15 @@ def build_services(settings: Settings) -> Services:
 
 
 _worker_services: Services | None = None
+_worker_services_lock = threading.Lock()
 
 
 def worker_services() -> Services:
-    """The services of a worker process, built on first use from its environment."""
+    """The services of a worker process, built on first use from its environment (once, though
+    the job loop, the sweeper and the drain threads may all ask first)."""
     global _worker_services
     if _worker_services is None:
-        _worker_services = build_services(load_settings())
+        with _worker_services_lock:
+            if _worker_services is None:
+                _worker_services = build_services(load_settings())
     return _worker_services

@@ -4,11 +4,14 @@ Every job may run twice (a worker killed mid-job is retried), so each body in
 `dispatch.worker` is idempotent: it re-reads the records and acts only if the work is
 still to be done.
 
-Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry,
-the outbox drain) before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or
-retried vendor calls never delay an offer or its expiry. Work that arrives in floods
-(inbound texts, texts out) is recorded in MongoDB and "kicks" a drain job that takes it in
-batches; dispatch triggers for one rescue coalesce into the one job already waiting.
+Two queues: workers drain `<RQ_QUEUE>-urgent` (dispatch, offer expiry) before `<RQ_QUEUE>`
+(payment links, retries of single texts), so slow or retried vendor calls never delay an
+offer or its expiry. Work that arrives in floods (inbound texts, texts out) is recorded in
+MongoDB and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends
+about 60 Redis commands on the bookkeeping of each job, more than the work of a short
+drain, so each worker process has a thread per drain blocked on the drain's kick list
+(`next_kick`), and a kick is two commands. Dispatch triggers for one rescue coalesce into
+the one job already waiting.
 """
 from __future__ import annotations
 
@@ -34,9 +37,11 @@ DISPATCH_RESCUE = "dispatch.worker.dispatch_rescue"
 EXPIRE_OFFER = "dispatch.worker.expire_offer"
 PAYMENT_LINK = "dispatch.worker.create_payment_link"
 DRAIN_INBOUND = "conversations.jobs.apply_pending"
-# Drained before the other queue: conversation steps, dispatch, expiry, and the outbox drain
-# (offers and replies are texts). The other queue holds payment links and per-text retries.
-URGENT = {DRAIN_INBOUND, DISPATCH_RESCUE, EXPIRE_OFFER, DRAIN_OUTBOX}
+# Run by each worker's drain threads, not queued (see above).
+DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX)
+# Drained before the other queue: dispatch and expiry. The other queue holds payment links
+# and per-text retries.
+URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 # Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
 # at most one such job waits per argument. Without this a backlog fed on its own duplicates.
 COALESCED = {DISPATCH_RESCUE}
@@ -102,10 +107,21 @@ class RqScheduler:
         arrives after this is queued anew and one before it is seen by this run."""
         self.urgent.connection.delete(_pending_key(DISPATCH_RESCUE, rescue_id))
 
+    def next_kick(self, drain: str, wait_seconds: int) -> bool:
+        """Wait up to `wait_seconds` (0: do not wait) for `drain` to be kicked; True once it was.
+        One waiting drain thread, in whichever worker, takes each kick."""
+        key = _kick_list(drain, self.queue.name)
+        if wait_seconds:
+            return self.urgent.connection.brpop([key], timeout=wait_seconds) is not None
+        return self.urgent.connection.rpop(key) is not None
+
+    def kicks_waiting(self, drain: str) -> int:
+        return int(self.urgent.connection.llen(_kick_list(drain, self.queue.name)))
+
     def drain(self, drain: str, take_batch: Callable[[], int]) -> str:
         """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
-        hand over to a fresh drain job so other urgent work gets the worker in between. The
-        drain clears its kick before each look at its work (see `_kick`)."""
+        kick it again so the other drains and threads get their turn in between. The drain
+        clears its kick before each look at its work (see `_kick`)."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
             self.urgent.connection.delete(_kick_key(drain, self.queue.name))
@@ -134,17 +150,18 @@ class RqScheduler:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
 
     def _kick(self, drain: str) -> None:
-        """Queue a drain unless one is already queued and has not yet looked.
+        """Wake a drain thread unless a kick is already waiting for one that has not yet looked.
 
         The drain deletes the kick key before each look at MongoDB, and work is stored
         before it kicks, so work whose kick finds the key set is seen by that look: nothing
-        waits for the sweeper. The TTL bounds the damage if a drain job is lost.
+        waits for the sweeper. The TTL bounds the damage if a kick is lost with Redis or a
+        worker killed mid-drain.
         """
         key = _kick_key(drain, self.queue.name)
         try:
             if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
                 try:
-                    self.urgent.enqueue(drain, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+                    self.urgent.connection.lpush(_kick_list(drain, self.queue.name), "1")
                 except RedisError:
                     self.urgent.connection.delete(key)
                     raise
@@ -157,6 +174,10 @@ class RqScheduler:
 
 def _kick_key(drain: str, queue_name: str) -> str:
     return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}"
+
+
+def _kick_list(drain: str, queue_name: str) -> str:
+    return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}:waiting"
 
 
 def _pending_key(path: str, arg: str) -> str:

@@ -4,8 +4,9 @@ Everything here is real except Twilio itself: MongoDB and Redis from `stores`, t
 `twilio` client talking to the local fake of the Messages API, and a real RQ worker.
 
 Two ways of running the send job are used:
-* through RQ: `services.outbox.queue_text` kicks a drain job (`dispatch.worker.send_pending`,
-  at most one waiting per queue), and an in-process `SimpleWorker` runs the queue. A
+* through the worker: `services.outbox.queue_text` kicks the outbox drain
+  (`dispatch.worker.send_pending`, at most one kick waiting per queue), and an in-process
+  `dispatch.worker.Worker` in burst mode runs the kicked drains and the queues. A
   session-scoped `live_service` started by other tests may run workers on the same queue,
   so these tests accept the text being sent by either worker and assert only on what the
   fake Twilio received and on the stored message document.
@@ -26,6 +27,7 @@ import pytest
 import rq
 
 import dispatch.bootstrap
+import dispatch.worker
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.twilio import TwilioSender
 from dispatch.messaging import Delivery, Outbox
@@ -112,7 +114,7 @@ def no_pending_failures(fake_twilio):
 
 @pytest.fixture
 def run_worker(services, service_env, monkeypatch):
-    """Drain the send queue with a real in-process RQ SimpleWorker.
+    """Run the kicked drains and the queues with a real in-process worker, in burst mode.
 
     The job builds its own Services from the process environment
     (dispatch.bootstrap.worker_services -> load_settings()), so the environment is the
@@ -126,7 +128,7 @@ def run_worker(services, service_env, monkeypatch):
     dispatch.bootstrap._worker_services = None
 
     def run() -> None:
-        rq.SimpleWorker(services.scheduler.queues, connection=services.redis).work(burst=True)
+        dispatch.worker.Worker(services.scheduler.queues, connection=services.redis).work(burst=True)
 
     yield run
     built = dispatch.bootstrap._worker_services
@@ -613,7 +615,7 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
     assert delivery.deliver(doc["_id"]) == "sent"
 
 
-def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
+def test_kicks_coalesce_into_one_waiting_kick(services, settings):
     from rq import Queue
 
     from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, RqScheduler
@@ -623,13 +625,16 @@ def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
     try:
         for _ in range(5):
             jobs.kick_outbox()
-        assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN_OUTBOX]
+        assert jobs.kicks_waiting(DRAIN_OUTBOX) == 1 and not jobs.urgent.get_jobs()
         assert jobs.drain(DRAIN_OUTBOX, lambda: 0) == "drained:0"  # a drain clears the kick before it looks
         jobs.kick_outbox()
-        assert len(jobs.urgent.get_jobs()) == 2
+        assert jobs.kicks_waiting(DRAIN_OUTBOX) == 2
+        assert jobs.next_kick(DRAIN_OUTBOX, 0) and jobs.next_kick(DRAIN_OUTBOX, 1)
+        assert not jobs.next_kick(DRAIN_OUTBOX, 0)
     finally:
-        jobs.urgent.delete(delete_jobs=True)
         jobs.drain(DRAIN_OUTBOX, lambda: 0)
+        while jobs.next_kick(DRAIN_OUTBOX, 0):
+            pass
 
 
 def message_in(db, message_id: str) -> dict:
