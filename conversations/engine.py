@@ -146,8 +146,9 @@ class Engine:
     def apply_pending(self) -> int:
         """One batch of the inbound drain: the oldest unapplied texts, one lane per number on
         a thread pool (a number's texts in order, different numbers side by side). Returns
-        how many numbers it moved on, so a drain stops when only a busy number (a call in
-        progress) or a failing text is left: those wait for the next kick or the sweeper's."""
+        how many texts it looked at, or 0 if it moved no number on, so a drain stops when only
+        a busy number (a call in progress) or a failing text is left: those wait for the next
+        kick or the sweeper's."""
         batch = self.svc.messages.unapplied(INBOUND_BATCH)
         if not batch:
             return 0
@@ -155,7 +156,7 @@ class Engine:
         for doc in batch:  # each number's latest: applying it applies the earlier ones first
             last[doc["phone"]] = doc
         outcomes = list(_pool().map(self._apply_lane, [d["_id"] for d in last.values()]))
-        return sum(outcome not in ("busy", "failed") for outcome in outcomes)
+        return len(batch) if any(outcome not in ("busy", "failed") for outcome in outcomes) else 0
 
     def _apply_lane(self, message_id: str) -> str:
         try:

@@ -109,17 +109,20 @@ class Delivery:
         return self._pool
 
     def deliver(self, message_id: str) -> str:
-        msg = self.messages.get(message_id)
-        if msg is None or msg["status"] != m.PENDING:
-            return msg["status"] if msg else "missing"
+        """Claim the text (the claim returns it, so it is read once), check the opt-out
+        registry, send. A text that is not pending answers with its status."""
+        msg = self.messages.claim(message_id, now_ms())
+        if msg is None:
+            current = self.messages.get(message_id)
+            return current["status"] if current else "missing"
         if self.optouts.is_opted_out(msg["phone"]):
-            if not self.messages.finish(message_id, m.PENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE)):
-                return "claimed-elsewhere"  # another copy of this job already sent it
+            # Never tried at the carrier: the attempt the claim counted is given back.
+            if not self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
+                                        attempts=msg.get("attempts", 0)):
+                return "claimed-elsewhere"  # the sweeper took it back meanwhile
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
             return m.SUPPRESSED
-        if not self.messages.claim(message_id, now_ms()):
-            return "claimed-elsewhere"
         try:
             sid = self.sender.send(msg["phone"], msg["body"], self.status_callback)
         except SendFailed as exc:

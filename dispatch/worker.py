@@ -28,6 +28,7 @@ from dispatch.adapters.logs import setup_logging
 from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, DRAINS, WorkerHeartbeats
 from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
+from dispatch.messaging import SEND_BATCH
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +113,7 @@ def send_text(message_id: str) -> str:
 
 def send_pending() -> str:
     svc = worker_services()
-    return svc.scheduler.drain(DRAIN_OUTBOX, lambda: svc.delivery.drain(svc.scheduler.retry_send))
+    return svc.scheduler.drain(DRAIN_OUTBOX, lambda: svc.delivery.drain(svc.scheduler.retry_send), SEND_BATCH)
 
 
 def dispatch_rescue(rescue_id: str) -> str:

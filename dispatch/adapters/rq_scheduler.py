@@ -118,16 +118,17 @@ class RqScheduler:
     def kicks_waiting(self, drain: str) -> int:
         return int(self.urgent.connection.llen(_kick_list(drain, self.queue.name)))
 
-    def drain(self, drain: str, take_batch: Callable[[], int]) -> str:
-        """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
-        kick it again so the other drains and threads get their turn in between. The drain
-        clears its kick before each look at its work (see `_kick`)."""
+    def drain(self, drain: str, take_batch: Callable[[], int], batch_size: int) -> str:
+        """Run a drain: batch after batch until a batch comes back short of `batch_size` or
+        DRAIN_ROUNDS have run, then kick it again so the other drains and threads get their
+        turn in between. The drain clears its kick before each look at its work (see `_kick`),
+        so work stored after a short look has kicked again: no second, empty look is needed."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
             self.urgent.connection.delete(_kick_key(drain, self.queue.name))
             taken = take_batch()
             done += taken
-            if not taken:
+            if taken < batch_size:
                 return f"drained:{done}"
         self._kick(drain)
         return f"continued:{done}"

@@ -326,12 +326,13 @@ class FakeMessages:
     def touch(self, message_id: str) -> None:
         self.rows[message_id]["updated_at"] = now_ms()
 
-    def claim(self, message_id: str, at: int) -> bool:
+    def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
         d = self.rows.get(message_id)
         if d is None or d["status"] != m.PENDING:
-            return False
+            return None
+        before = dict(d)
         d.update(status=m.SENDING, status_rank=m.STATUS_RANK[m.SENDING], claimed_at=at, attempts=d["attempts"] + 1)
-        return True
+        return before
 
     def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
         d = self.rows.get(message_id)

@@ -529,12 +529,12 @@ def test_problem_details_opt_out_opts_the_number_out(outbox, services, settings,
 # --- a duplicated send job racing an opt-out --------------------------------------------------
 
 class OptOutDuringCheck:
-    """The real OptOuts, with the world moving on while a duplicated job is about to ask it.
+    """The real OptOuts, with the world moving on while a duplicated job asks it.
 
-    Any job can run twice (FIELD-NOTES §RQ). Job copy B has read the message as `pending`;
-    before it consults the opt-out registry, copy A claims, sends and stores the message,
-    and then the rider texts STOP. This wrapper plays exactly that interleaving (A is the
-    real `services.delivery`) at the moment B asks, then answers truthfully.
+    Any job can run twice (FIELD-NOTES §RQ). Job copy B has claimed the message; before it
+    consults the opt-out registry, copy A tries the same message, and then the rider texts
+    STOP. This wrapper plays exactly that interleaving (A is the real `services.delivery`) at
+    the moment B asks, then answers truthfully.
     """
 
     def __init__(self, real, other_copy, message_id: str) -> None:
@@ -550,21 +550,19 @@ class OptOutDuringCheck:
         self.real.opt_out(phone, source)
 
 
-def test_duplicate_job_does_not_relabel_a_sent_text_as_suppressed(outbox, services, fake_twilio):
+def test_duplicate_job_neither_sends_a_claimed_text_again_nor_after_a_stop(outbox, services, fake_twilio):
     to = new_number()
     doc = outbox.queue_text(to, "driver assigned", key=key())
     optouts = OptOutDuringCheck(services.optouts, services.delivery, doc["_id"])
     copy_b = Delivery(services.messages, services.delivery.sender, optouts, services.metrics,
                       services.delivery.status_callback)
-    copy_b.deliver(doc["_id"])
-    assert optouts.other_result == "sent"
-    [sent] = fake_twilio.texts_to(to)
+    assert copy_b.deliver(doc["_id"]) == "suppressed"
+    assert optouts.other_result == "sending", "copy A must see the text claimed and leave it alone"
+    assert fake_twilio.texts_to(to) == []
     stored = message(services, doc["_id"])
-    assert stored["status"] == "sent" and stored["twilio_sid"] == sent.sid, (
-        "APP BUG dispatch/messaging.py Delivery.deliver/_finish: the `suppressed` write is not "
-        "conditional on status 'pending', so a duplicated job that read the message before the other "
-        f"copy sent it overwrites 'sent' with {stored['status']!r} (rank {stored['status_rank']}); the text "
-        "did go out, and its `delivered` callback (rank 4) can no longer be recorded")
+    assert stored["status"] == "suppressed" and stored.get("attempts", 0) == 0
+    # A copy arriving after the suppression answers with the status and sends nothing.
+    assert services.delivery.deliver(doc["_id"]) == "suppressed" and fake_twilio.texts_to(to) == []
 
 
 # --- the outbox drain -------------------------------------------------------------------------
@@ -626,13 +624,13 @@ def test_kicks_coalesce_into_one_waiting_kick(services, settings):
         for _ in range(5):
             jobs.kick_outbox()
         assert jobs.kicks_waiting(DRAIN_OUTBOX) == 1 and not jobs.urgent.get_jobs()
-        assert jobs.drain(DRAIN_OUTBOX, lambda: 0) == "drained:0"  # a drain clears the kick before it looks
+        assert jobs.drain(DRAIN_OUTBOX, lambda: 0, 1) == "drained:0"  # a drain clears the kick before it looks
         jobs.kick_outbox()
         assert jobs.kicks_waiting(DRAIN_OUTBOX) == 2
         assert jobs.next_kick(DRAIN_OUTBOX, 0) and jobs.next_kick(DRAIN_OUTBOX, 1)
         assert not jobs.next_kick(DRAIN_OUTBOX, 0)
     finally:
-        jobs.drain(DRAIN_OUTBOX, lambda: 0)
+        jobs.drain(DRAIN_OUTBOX, lambda: 0, 1)
         while jobs.next_kick(DRAIN_OUTBOX, 0):
             pass
 

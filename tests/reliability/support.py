@@ -255,7 +255,7 @@ def ensure_scheduler(live_service, services, settings) -> None:
     SCHEDULER_REPAIRS.append(time.time())
 
 
-def delete_redis_keys(redis, patterns=("rq:*", "geo:*", "lock:*")) -> int:
+def delete_redis_keys(redis, patterns=("rq:*", "geo:*", "lock:*", "kick:*")) -> int:
     """Lose what the service keeps in Redis. Only these patterns: never FLUSHDB (shared Redis)."""
     deleted = 0
     for pattern in patterns:
