@@ -453,10 +453,9 @@ def test_rescue_still_dispatched_when_redis_keys_are_deleted_mid_rescue(timeline
                  "offer open, after the accept (never FLUSHDB)", times=len(r["deleted"]), expected=expected, lost=lost,
                  duplicated=duplicated, counted="Booked!, offer, assignment and decoy texts at the fake; events")
     booked = f"{r['t_booked']:.1f} s" if r["t_booked"] is not None else "never"
-    table.figure("Redis keys lost with the booking's jobs queued",
-                 f"offer after {r['t_offer']:.1f} s (the sweeper re-drove the rescue from MongoDB), driver assigned "
-                 f"after {r['t_assigned']:.1f} s, the lost Booked! reply re-queued by the sweeper and sent after "
-                 f"{booked}")
+    table.figure("Redis keys lost with the Booked! reply waiting",
+                 f"offer after {r['t_offer']:.1f} s, driver assigned after {r['t_assigned']:.1f} s, the Booked! "
+                 f"reply sent after {booked} (whatever the deletion lost, the sweeper re-drives from MongoDB)")
     for name, want, got in r["checks"]:
         assert want == got, f"APP BUG: after Redis keys were deleted mid-rescue: {name}: expected {want}, got {got}"
     # The first two deletions must have hit something (the booking's kicks and jobs, the offer's
