@@ -584,8 +584,11 @@ class FakeScheduler:
     def dispatch(self, rescue_id: str, delay: float = 0) -> None:
         self.calls.append(("dispatch", rescue_id, delay))
 
-    def expire_offer(self, offer_id: str, after_seconds: float) -> None:
+    def expire_offer(self, offer_id: str, after_seconds: float, rearm: bool = False) -> None:
         self.calls.append(("expire_offer", offer_id, after_seconds))
+
+    def cancel_expiry(self, offer_id: str) -> None:
+        self.calls.append(("cancel_expiry", offer_id, 0))
 
     def payment_link(self, rescue_id: str) -> None:
         self.calls.append(("payment_link", rescue_id, 0))

@@ -267,6 +267,18 @@ def test_decline_without_an_offer(area):
 
 # --- the offer timer -----------------------------------------------------------------------------
 
+def test_an_answered_offer_takes_its_timer_back(area):
+    near, other = area.driver(north_km=0.5), area.driver(north_km=0.6)
+    offer = offered(area, near, area.rescue())
+    assert jobs(area.svc, "expire_offer", offer["_id"], scheduled=True), "making an offer starts its timer"
+    assert area.svc.dispatcher.accept(driver(area, near)).__class__.__name__ == "Accepted"
+    assert jobs(area.svc, "expire_offer", offer["_id"], scheduled=True) == []
+    declined = offered(area, other, area.rescue())
+    area.svc.dispatcher.decline(driver(area, other))
+    assert jobs(area.svc, "expire_offer", declined["_id"], scheduled=True) == []
+    assert area.svc.dispatcher.expire(declined["_id"]) == "not-open"  # a timer that ran anyway
+
+
 def test_expire_before_time_reschedules_then_expires_after(area):
     near = area.driver(north_km=0.5)
     rescue = area.rescue()
