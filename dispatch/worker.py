@@ -8,7 +8,7 @@ logging and Sentry once per process, and runs beside RQ's loop, in threads:
 
 - the sweeper: every worker process has one, a Redis lock lets one sweep at a time, and
   nothing in Redis has to survive for the sweeping to go on;
-- one thread per drain (inbound texts, the outbox), each blocked on its kick list
+- one thread per drain (inbound texts, the outbox, rescues to search for), each blocked on its kick list
   (`RqScheduler.next_kick`) and running the drain when kicked (see
   dispatch.adapters.rq_scheduler for why drains are not RQ jobs). A warm shutdown lets a
   running drain finish.
@@ -25,7 +25,7 @@ from rq import SimpleWorker
 from rq.utils import import_attribute
 
 from dispatch.adapters.logs import setup_logging
-from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, DRAINS, WorkerHeartbeats
+from dispatch.adapters.rq_scheduler import DISPATCH_BATCH, DRAIN_DISPATCH, DRAIN_OUTBOX, DRAINS, WorkerHeartbeats
 from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
 from dispatch.messaging import SEND_BATCH
@@ -117,9 +117,24 @@ def send_pending() -> str:
 
 
 def dispatch_rescue(rescue_id: str) -> str:
+    """A search's retry timer."""
+    return worker_services().dispatcher.dispatch(rescue_id)
+
+
+def dispatch_waiting() -> str:
+    """The dispatch drain: the rescues waiting for a search, one after another."""
     svc = worker_services()
-    svc.scheduler.dispatch_starting(rescue_id)
-    return svc.dispatcher.dispatch(rescue_id)
+
+    def batch() -> int:
+        taken = svc.scheduler.waiting_dispatches(DISPATCH_BATCH)
+        for rescue_id in taken:
+            try:
+                svc.dispatcher.dispatch(rescue_id)
+            except Exception:  # one rescue's failure must not stop the others; the sweeper re-drives
+                log.exception("dispatch_failed", rescue_id=rescue_id)
+        return len(taken)
+
+    return svc.scheduler.drain(DRAIN_DISPATCH, batch, DISPATCH_BATCH)
 
 
 def expire_offer(offer_id: str) -> str:

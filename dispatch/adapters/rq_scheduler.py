@@ -4,14 +4,15 @@ Every job may run twice (a worker killed mid-job is retried), so each body in
 `dispatch.worker` is idempotent: it re-reads the records and acts only if the work is
 still to be done.
 
-Two queues: workers drain `<RQ_QUEUE>-urgent` (dispatch, offer expiry) before `<RQ_QUEUE>`
-(payment links, retries of single texts), so slow or retried vendor calls never delay an
-offer or its expiry. Work that arrives in floods (inbound texts, texts out) is recorded in
-MongoDB and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends
-about 60 Redis commands on the bookkeeping of each job, more than the work of a short
-drain, so each worker process has a thread per drain blocked on the drain's kick list
-(`next_kick`), and a kick is two commands. Dispatch triggers for one rescue coalesce into
-the one job already waiting.
+Two queues: workers take `<RQ_QUEUE>-urgent` (the offer timers, a search's retry timer)
+before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or retried vendor calls
+never delay an offer's expiry. Work that comes often and is short (inbound texts, texts out,
+a search for a rescue now) is written down (texts in MongoDB, rescues to search in a Redis
+set) and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends about
+60 Redis commands on the bookkeeping of each job, more than the work of a short drain, so
+each worker process has a thread per drain blocked on the drain's kick list (`next_kick`),
+and a kick is two commands. Dispatch triggers for one rescue coalesce in the set until a
+drain takes it.
 """
 from __future__ import annotations
 
@@ -38,15 +39,12 @@ DISPATCH_RESCUE = "dispatch.worker.dispatch_rescue"
 EXPIRE_OFFER = "dispatch.worker.expire_offer"
 PAYMENT_LINK = "dispatch.worker.create_payment_link"
 DRAIN_INBOUND = "conversations.jobs.apply_pending"
+DRAIN_DISPATCH = "dispatch.worker.dispatch_waiting"
 # Run by each worker's drain threads, not queued (see above).
-DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX)
-# Drained before the other queue: dispatch and expiry. The other queue holds payment links
-# and per-text retries.
+DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX, DRAIN_DISPATCH)
+DISPATCH_BATCH = 16  # rescues one look of the dispatch drain takes
+# Taken before the other queue: the timers. The other queue holds payment links and per-text retries.
 URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
-# Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
-# at most one such job waits per argument. Without this a backlog fed on its own duplicates.
-COALESCED = {DISPATCH_RESCUE}
-PENDING_TTL_SECONDS = 30  # a lost job's mark blocks new ones at most this long
 KICK_PREFIX = "kick:"
 KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
@@ -72,10 +70,17 @@ class RqScheduler:
 
     # -- the Scheduler port ------------------------------------------------------------------
     def dispatch(self, rescue_id: str, delay: float = 0) -> None:
+        """Now: into the set the dispatch drain takes (triggers that fire in bursts for one
+        rescue, a driver freed, a decline, the sweeper, fold into one); later: a timer job."""
         if delay:
             self._later(delay, DISPATCH_RESCUE, rescue_id)
-        else:
-            self._now(DISPATCH_RESCUE, rescue_id)
+            return
+        try:
+            self.urgent.connection.sadd(self._dispatch_key, rescue_id)
+        except RedisError as exc:
+            log.warning("enqueue_failed", job=DRAIN_DISPATCH, error=type(exc).__name__)
+            return
+        self._kick(DRAIN_DISPATCH)
 
     def expire_offer(self, offer_id: str, after_seconds: float, rearm: bool = False) -> None:
         # The first timer has a known id, so an answered offer's timer can be taken back
@@ -112,11 +117,19 @@ class RqScheduler:
     def kick_inbound(self) -> None:
         self._kick(DRAIN_INBOUND)
 
-    # -- for the job bodies ------------------------------------------------------------------
-    def dispatch_starting(self, rescue_id: str) -> None:
-        """A coalesced job clears its mark before it reads any state, so a trigger that
-        arrives after this is queued anew and one before it is seen by this run."""
-        self.urgent.connection.delete(_pending_key(DISPATCH_RESCUE, rescue_id))
+    # -- for the job and drain bodies --------------------------------------------------------
+    @property
+    def _dispatch_key(self) -> str:
+        return f"dispatch:waiting:{self.queue.name}"
+
+    def waiting_dispatches(self, limit: int) -> list[str]:
+        """Take up to `limit` rescues waiting for a search. A drain takes them before it reads
+        any state, so a trigger after this puts the rescue back and one before it is seen."""
+        taken = self.urgent.connection.spop(self._dispatch_key, limit) or []
+        return [t.decode() if isinstance(t, bytes) else t for t in taken]
+
+    def dispatch_waiting(self, rescue_id: str) -> bool:
+        return bool(self.urgent.connection.sismember(self._dispatch_key, rescue_id))
 
     def next_kick(self, drain: str, wait_seconds: int) -> bool:
         """Wait up to `wait_seconds` (0: do not wait) for `drain` to be kicked; True once it was.
@@ -147,9 +160,6 @@ class RqScheduler:
     # -- RQ ----------------------------------------------------------------------------------
     def _now(self, path: str, arg: str, retry: Retry | None = None) -> None:
         try:
-            if path in COALESCED and not self.urgent.connection.set(_pending_key(path, arg), "1", nx=True,
-                                                                   ex=PENDING_TTL_SECONDS):
-                return  # one is queued and has not started: it will see whatever asked for this one
             self._queue(path).enqueue(path, arg, retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
@@ -195,10 +205,6 @@ def _timer_id(offer_id: str) -> str:
 
 def _kick_list(drain: str, queue_name: str) -> str:
     return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}:waiting"
-
-
-def _pending_key(path: str, arg: str) -> str:
-    return f"pending:{path.rsplit('.', 1)[-1]}:{arg}"
 
 
 class WorkerHeartbeats:
