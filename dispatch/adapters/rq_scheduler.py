@@ -48,6 +48,12 @@ URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 KICK_PREFIX = "kick:"
 KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
+# KEYS: the kick key, the kick list[, a work set]; ARGV: the kick's TTL[, the member to add].
+KICK_SCRIPT = """
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[2]) end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then redis.call('LPUSH', KEYS[2], '1') end
+return 1
+"""
 HEARTBEAT_KEY = "workers:heartbeat"
 HEARTBEAT_KEEP_SECONDS = 3600
 
@@ -62,6 +68,7 @@ class RqScheduler:
 
     def __init__(self, queue: Queue, urgent: Queue) -> None:
         self.queue, self.urgent = queue, urgent
+        self._kick_script = urgent.connection.register_script(KICK_SCRIPT)
 
     @property
     def queues(self) -> list[Queue]:
@@ -75,12 +82,7 @@ class RqScheduler:
         if delay:
             self._later(delay, DISPATCH_RESCUE, rescue_id)
             return
-        try:
-            self.urgent.connection.sadd(self._dispatch_key, rescue_id)
-        except RedisError as exc:
-            log.warning("enqueue_failed", job=DRAIN_DISPATCH, error=type(exc).__name__)
-            return
-        self._kick(DRAIN_DISPATCH)
+        self._kick(DRAIN_DISPATCH, into=(self._dispatch_key, rescue_id))
 
     def expire_offer(self, offer_id: str, after_seconds: float, rearm: bool = False) -> None:
         # The first timer has a known id, so an answered offer's timer can be taken back
@@ -172,22 +174,22 @@ class RqScheduler:
         except RedisError as exc:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
 
-    def _kick(self, drain: str) -> None:
-        """Wake a drain thread unless a kick is already waiting for one that has not yet looked.
+    def _kick(self, drain: str, into: tuple[str, str] | None = None) -> None:
+        """Wake a drain thread unless a kick is already waiting for one that has not yet looked
+        (`into`: first add this member to this set, the drain's work list), in one round trip.
 
-        The drain deletes the kick key before each look at MongoDB, and work is stored
+        The drain deletes the kick key before each look at its work, and work is stored
         before it kicks, so work whose kick finds the key set is seen by that look: nothing
         waits for the sweeper. The TTL bounds the damage if a kick is lost with Redis or a
         worker killed mid-drain.
         """
-        key = _kick_key(drain, self.queue.name)
+        keys = [_kick_key(drain, self.queue.name), _kick_list(drain, self.queue.name)]
+        args: list[str | int] = [KICK_TTL_SECONDS]
+        if into:
+            keys.append(into[0])
+            args.append(into[1])
         try:
-            if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
-                try:
-                    self.urgent.connection.lpush(_kick_list(drain, self.queue.name), "1")
-                except RedisError:
-                    self.urgent.connection.delete(key)
-                    raise
+            self._kick_script(keys=keys, args=args)
         except RedisError as exc:
             log.warning("enqueue_failed", job=drain, error=type(exc).__name__)
 
