@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -24,7 +24,7 @@ from flask import Flask, g, request
 from dispatch.adapters.logs import setup_logging
 from dispatch.adapters.rq_scheduler import urgent_queue_name
 from dispatch.bootstrap import Services, build_services
-from dispatch.config import Settings, load_settings
+from dispatch.config import ConfigError, Settings, load_settings
 from dispatch.model.clock import iso
 
 WEB_WORKERS = 2
@@ -33,6 +33,12 @@ STOP_TIMEOUT_SECONDS = 10
 MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
 COUNTED_REDIS = "dispatch.adapters.metrics.CountedRedis"  # RQ's own round trips are counted too
 NO_STRIPE = "   (no Stripe: test-payment pages)"
+CONFIG_ERROR_EXIT = 2
+RESTART_PAUSE_SECONDS = 1.0
+# A Unix socket's path is at most 107 bytes; a DATA_DIR deeper than this gets no control socket.
+CONTROL_SOCKET_MAX_PATH = 100
+
+log = structlog.get_logger("launcher")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -133,36 +139,46 @@ class Child:
     cmd: list[str]
     env: dict[str, str]
     proc: subprocess.Popen
-    restart: bool
+    pid_file: Path | None = None
+    log_file: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], pid_file: Path | None, log_file: Path | None) -> subprocess.Popen:
+    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - the child holds its own copy
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+    finally:
+        if out:
+            out.close()
+    if pid_file:
+        pid_file.write_text(str(proc.pid))
+    return proc
 
 
 class Supervisor:
-    """The launcher's children. Web and worker processes that die are started again (a
-    killed worker must not take the service down); a store that dies stops everything."""
+    """The launcher's children. Any child that dies (web, worker, an embedded store) is
+    started again with the same command line, so a store comes back on the same port with
+    the same files, and the service carries on (PRODUCT.md §2)."""
 
     def __init__(self) -> None:
         self.children: list[Child] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], pid_file: Path | None = None,
-              log_file: Path | None = None, restart: bool = False) -> subprocess.Popen:
-        out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - held for the child's lifetime
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True)
-        if pid_file:
-            pid_file.write_text(str(proc.pid))
-        self.children.append(Child(name, cmd, env, proc, restart))
+              log_file: Path | None = None) -> subprocess.Popen:
+        proc = _spawn(cmd, env, pid_file, log_file)
+        self.children.append(Child(name, cmd, env, proc, pid_file, log_file))
         return proc
 
-    def check(self) -> str | None:
-        """Restart what may be restarted; the name of a dead store means stop."""
+    def check(self) -> None:
+        """Start again whatever died (one that keeps dying, at most once a RESTART_PAUSE)."""
         for child in self.children:
-            if child.proc.poll() is None:
+            if child.proc.poll() is None or time.monotonic() - child.started < RESTART_PAUSE_SECONDS:
                 continue
-            if not child.restart:
-                return child.name
-            print(f"{child.name} exited with {child.proc.returncode}; restarting", file=sys.stderr, flush=True)
-            child.proc = subprocess.Popen(child.cmd, env=child.env, start_new_session=True)
-        return None
+            log.warning("child_restarted", child=child.name, exit_code=child.proc.returncode)
+            child.proc = _spawn(child.cmd, child.env, child.pid_file, child.log_file)
+            child.started = time.monotonic()
 
     def stop_all(self) -> None:
         """Newest first (web, workers, then the stores they need), each with its process group."""
@@ -213,6 +229,13 @@ def start_embedded_mongo(sup: Supervisor, data_dir: Path, env: dict[str, str]) -
     return url
 
 
+def _control_socket(data_dir: Path) -> list[str]:
+    """gunicorn's control socket under DATA_DIR: by default every gunicorn on the machine shares
+    one path, and one stopping removes another's."""
+    path = data_dir / "gunicorn.ctl"
+    return ["--control-socket", str(path)] if len(str(path)) <= CONTROL_SOCKET_MAX_PATH else ["--no-control-socket"]
+
+
 def admin_token_for(data_dir: Path) -> str:
     """Sandbox convenience: one generated token per DATA_DIR, kept across restarts."""
     path = data_dir / "admin_token"
@@ -222,8 +245,30 @@ def admin_token_for(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _banner(settings: Settings, data_dir: Path) -> None:
+    """For the person at the terminal, on stderr: stdout is the JSON log stream."""
+    base, local = settings.public_base_url, f"http://{settings.host}:{settings.port}"
+    mode = "SANDBOX: texts go to the local outbox" if settings.sandbox else "live Twilio"
+    lines = [f"SupportCarr dispatch is running ({mode}).",
+             f"  Status page:          {local}/   (sign in with the admin token: {settings.admin_token})",
+             f"  Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status",
+             f"  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else NO_STRIPE}",
+             f"  Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)",
+             f"  Health:               {local}/healthz"]
+    if settings.sandbox:
+        lines += [f"  Phone simulator:      {local}/simulator",
+                  f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}"]
+    lines += [f"  Data:                 {data_dir}", "Ctrl-C stops everything."]
+    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+
+
 def main() -> int:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # one line an operator can act on, not a traceback (PRODUCT.md §2)
+        print(f"supportcarr: {exc}", file=sys.stderr, flush=True)
+        return CONFIG_ERROR_EXIT
+    setup_logging(settings.log_level, settings.sentry_dsn, process="launcher")
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -255,28 +300,17 @@ def main() -> int:
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
                                      "--connection-class", COUNTED_REDIS,
-                                     urgent_queue_name(settings.queue_name), settings.queue_name], env, restart=True)
+                                     urgent_queue_name(settings.queue_name), settings.queue_name], env)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",
-                          "--graceful-timeout", "5", "app:app"], env, restart=True)
-        base = settings.public_base_url
-        local = f"http://{settings.host}:{settings.port}"
-        print(f"""
-SupportCarr dispatch is running ({'SANDBOX: texts go to the local outbox' if settings.sandbox else 'live Twilio'}).
-  Status page:          {local}/   (sign in with the admin token: {settings.admin_token})
-  Twilio webhooks:      {base}/twilio/sms, {base}/twilio/voice, {base}/twilio/status
-  Stripe webhook:       {base}/stripe/webhook{'' if settings.stripe_webhook_secret else NO_STRIPE}
-  Admin API:            {local}/api/rescues   (Authorization: Bearer <admin token>)
-  Health:               {local}/healthz""", flush=True)
-        if settings.sandbox:
-            print(f"  Phone simulator:      {local}/simulator", flush=True)
-            print(f"  Sandbox outbox:       {local}/sandbox/outbox?token={settings.admin_token}", flush=True)
-        print(f"  Data:                 {data_dir}\nCtrl-C stops everything.", flush=True)
+                          "--graceful-timeout", "5", "--logger-class", "dispatch.adapters.logs.GunicornLogger",
+                          "--log-level", settings.log_level.lower(), *_control_socket(data_dir),
+                          "app:app"], env)
+        _banner(settings, data_dir)
+        log.info("service_started", sandbox=settings.sandbox, web=f"{settings.host}:{settings.port}",
+                 workers=settings.rq_workers, data_dir=str(data_dir))
         while not stopping:
-            dead = sup.check()
-            if dead:
-                print(f"{dead} exited; stopping everything", file=sys.stderr, flush=True)
-                return 1
+            sup.check()
             time.sleep(0.2)
         return 0
     finally:

@@ -71,7 +71,8 @@ def main() -> int:
     from geopy.distance import great_circle
 
     from dispatch.adapters.mongo.drivers import MongoDrivers
-    from dispatch.adapters.redis_geo import CANDIDATES_PER_STEP, GEO_BUILT_KEY, GEO_KEY, RedisGeoIndex
+    from dispatch.adapters.redis_geo import CANDIDATES_PER_STEP, RedisGeoIndex
+    from dispatch.adapters.redis_keys import KeySpace
     from dispatch.matching import RADIUS_STEPS_KM, Matcher
     from dispatch.model.clock import now_ms
     from dispatch.model.driver import Candidate, rank
@@ -84,22 +85,22 @@ def main() -> int:
     try:
         r = redis.Redis.from_url(stack.redis_url)
         db = pymongo.MongoClient(stack.mongo_url, tz_aware=True)["bench_matching"]
-        matcher = Matcher(RedisGeoIndex(r), MongoDrivers(db))
+        matcher = Matcher(RedisGeoIndex(r, KeySpace("bench_matching")), MongoDrivers(db))
         geo = matcher.geo
         for n in sizes:
             rng = random.Random(n)
             now = now_ms()
             drivers = [(f"d{n}-{i}", *random_point(rng, AREA_KM), now - rng.randint(0, 3_600_000)) for i in range(n)]
-            r.delete(GEO_KEY)
+            r.delete(geo.key)
             db.drivers.drop()
             t0 = time.perf_counter()
             pipe = r.pipeline(transaction=False)
             for k, (did, lat, lng, _) in enumerate(drivers):
-                pipe.geoadd(GEO_KEY, [lng, lat, did])
+                pipe.geoadd(geo.key, [lng, lat, did])
                 if k % 5000 == 4999:
                     pipe.execute()
             pipe.execute()
-            r.set(GEO_BUILT_KEY, now)  # the index is built: ensure() must not rebuild it from MongoDB
+            r.set(geo.built_key, now)  # the index is built: ensure() must not rebuild it from MongoDB
             geo_load = time.perf_counter() - t0
 
             def doc(d):

@@ -109,6 +109,7 @@ def main() -> None:
 
             from dispatch.adapters.mongo.drivers import MongoDrivers
             from dispatch.adapters.redis_geo import RedisGeoIndex
+            from dispatch.adapters.redis_keys import KeySpace
             from dispatch.matching import Matcher
 
             db = pymongo.MongoClient(mongo_url)["supportcarr"]
@@ -122,7 +123,8 @@ def main() -> None:
                              "created_at": now_ms, "updated_at": now_ms})
             for k in range(0, bulk, 1000):
                 db.drivers.insert_many(docs[k:k + 1000])
-            indexed = Matcher(RedisGeoIndex(redis.Redis.from_url(redis_url)), MongoDrivers(db)).rebuild()
+            geo = RedisGeoIndex(redis.Redis.from_url(redis_url), KeySpace("default"))  # RQ_QUEUE's default
+            indexed = Matcher(geo, MongoDrivers(db)).rebuild()
             print(f"{bulk} drivers written to MongoDB; GEO index rebuilt with {indexed} available drivers", flush=True)
         time.sleep(1.0)
         baseline, offers = [], []

@@ -32,6 +32,7 @@ from dispatch.adapters.osrm import OsrmRouter
 from dispatch.adapters.redis_feed import RedisFeed
 from dispatch.adapters.redis_geo import RedisGeoIndex
 from dispatch.adapters.redis_guards import RedisLimits, RedisLocks
+from dispatch.adapters.redis_keys import KeySpace
 from dispatch.adapters.rq_scheduler import RqScheduler, urgent_queue_name
 from dispatch.announcer import Announcer
 from dispatch.board import Board
@@ -169,19 +170,20 @@ class Services(Core):
         from dispatch.adapters.twilio import SandboxSender, TwilioSender
 
         self.db, self.redis = db, redis
-        self.limits = RedisLimits(redis)
+        self.keys = keys = KeySpace(settings.redis_prefix)
+        self.limits = RedisLimits(redis, keys)
         self.conversations, self.voice_steps = MongoConversations(db), MongoVoiceSteps(db)
         super().__init__(
             settings, rescues=MongoRescues(db), riders=MongoRiders(db), drivers=MongoDrivers(db),
             offers=MongoOffers(db), messages=MongoMessages(db), optouts=MongoOptOuts(db), ledger=MongoLedger(db),
-            stripe_events=MongoStripeEvents(db), events=MongoEventStore(db), geo=RedisGeoIndex(redis),
-            locks=RedisLocks(redis),
+            stripe_events=MongoStripeEvents(db), events=MongoEventStore(db), geo=RedisGeoIndex(redis, keys),
+            locks=RedisLocks(redis, keys),
             scheduler=RqScheduler(Queue(settings.queue_name, connection=redis),
-                                  Queue(urgent_queue_name(settings.queue_name), connection=redis)),
+                                  Queue(urgent_queue_name(settings.queue_name), connection=redis), keys),
             metrics=PrometheusMetrics(),
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
-            help_requests=MongoHelpRequests(db), feed=RedisFeed(redis), links=MongoLinks(db),
+            help_requests=MongoHelpRequests(db), feed=RedisFeed(redis, keys), links=MongoLinks(db),
             router=OsrmRouter(settings) if settings.routing_url else None)
 
     @cached_property

@@ -20,6 +20,11 @@ OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 # `none`: coordinates, map links, the gazetteer and the street grid only; the others through geopy.
 GEOCODERS = ("none", "nominatim", "mapbox", "google")
 KEYED_GEOCODERS = ("mapbox", "google")
+APP_ENVS = ("development", "production")
+# What APP_ENV=production needs (PRODUCT.md §2): without any of them riders would get nothing,
+# or the sandbox pages would be live.
+PRODUCTION_NEEDS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "ADMIN_TOKEN",
+                    "PUBLIC_BASE_URL", "MONGO_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
 
 
 class ConfigError(RuntimeError):
@@ -90,16 +95,20 @@ class Settings:
     dispatch_alert_phone: str | None = None
     # How long a message from one number waits for the previous one from that number.
     phone_lock_wait_seconds: float = 8.0
+    # Operations (PRODUCT.md §2, §7): the start of every Redis key and channel of this
+    # deployment (dispatch.adapters.redis_keys), so two deployments can share one Redis.
+    redis_prefix: str = "default"
 
     @property
     def sandbox(self) -> bool:
-        """No Twilio credentials: texts go to the local outbox instead of Twilio."""
-        return not (self.twilio_account_sid and self.twilio_auth_token)
+        """No Twilio credentials: texts go to the local outbox instead of Twilio. Never in
+        production, whatever the credentials (the simulator and outbox pages check this)."""
+        return not self.production and not (self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def sandbox_payments(self) -> bool:
-        """No Stripe key: payment links open the local test-payment page."""
-        return not self.stripe_secret_key
+        """No Stripe key: payment links open the local test-payment page. Never in production."""
+        return not self.production and not self.stripe_secret_key
 
     @property
     def production(self) -> bool:
@@ -133,6 +142,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name)
         return value if value not in (None, "") else default
 
+    if get("APP_ENV", "development") not in APP_ENVS:
+        raise ConfigError(f"APP_ENV must be development or production, not {get('APP_ENV')!r}")
     host = get("HOST", "127.0.0.1")
     port = int(get("PORT", "5000"))
     area = ServiceArea(*_float_tuple(get("SERVICE_AREA", "40.7580,-73.9855,15"), 3, "SERVICE_AREA"))
@@ -191,10 +202,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         phone_lock_wait_seconds=float(get("PHONE_LOCK_WAIT_SECONDS", "8")),
         admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
         dispatch_alert_phone=_phone(get("DISPATCH_ALERT_PHONE"), "DISPATCH_ALERT_PHONE"),
+        redis_prefix=get("REDIS_PREFIX") or get("RQ_QUEUE", "default"),
     )
     if settings.production:
-        missing = [n for n, v in (("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
-                                  ("ADMIN_TOKEN", settings.admin_token)) if not v]
+        missing = [name for name in PRODUCTION_NEEDS if not get(name)]
+        if "PUBLIC_BASE_URL" not in missing and not settings.public_base_url.startswith("https://"):
+            missing.append("an https:// PUBLIC_BASE_URL")
         if missing:
             raise ConfigError("APP_ENV=production refuses to start without " + ", ".join(missing))
     if settings.geocoder not in GEOCODERS:

@@ -6,6 +6,7 @@
 `SimpleWorker` (no fork per job: about 3 ms to start a job instead of 10) that sets up
 logging and Sentry once per process, and runs beside RQ's loop, in threads:
 
+- the heartbeat, for /healthz;
 - the sweeper: every worker process has one, a Redis lock lets one sweep at a time, and
   nothing in Redis has to survive for the sweeping to go on;
 - one thread per drain (inbound texts, the outbox, rescues to search for), each blocked on its kick list
@@ -24,8 +25,15 @@ import structlog
 from rq import SimpleWorker
 from rq.utils import import_attribute
 
-from dispatch.adapters.logs import setup_logging
-from dispatch.adapters.rq_scheduler import DISPATCH_BATCH, DRAIN_DISPATCH, DRAIN_OUTBOX, DRAINS, WorkerHeartbeats
+from dispatch.adapters.logs import RQ_LOGGERS, adopt, setup_logging
+from dispatch.adapters.rq_scheduler import (
+    DISPATCH_BATCH,
+    DRAIN_DISPATCH,
+    DRAIN_OUTBOX,
+    DRAINS,
+    HEARTBEAT_SECONDS,
+    WorkerHeartbeats,
+)
 from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
 from dispatch.messaging import SEND_BATCH
@@ -45,7 +53,12 @@ class Worker(SimpleWorker):
         self._settings = load_settings()
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
+        self._beating, self._dead = threading.Lock(), False
         super().__init__(*args, **kwargs)
+
+    def bootstrap(self, *args, **kwargs) -> None:
+        super().bootstrap(*args, **kwargs)
+        adopt(*RQ_LOGGERS)  # RQ sets its loggers' level here: LOG_LEVEL decides instead
 
     def execute_job(self, job, queue):
         structlog.contextvars.clear_contextvars()
@@ -59,6 +72,7 @@ class Worker(SimpleWorker):
                 return super().work(*args, **kwargs)
             finally:
                 self._drain_kicked()
+        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True).start()
         stopping = threading.Event()
         drains = [threading.Thread(target=self._drain_forever, args=(path, stopping), name=f"drain-{path}",
@@ -93,14 +107,36 @@ class Worker(SimpleWorker):
         structlog.contextvars.bind_contextvars(process="worker", job=path)
         body()
 
+    def register_death(self, *args, **kwargs) -> None:
+        with self._beating:  # no beat after this one: a late beat would count a dead worker
+            self._dead = True
+            try:
+                svc = worker_services()
+                WorkerHeartbeats(svc.redis, svc.keys).forget(self.name)
+            except Exception:  # noqa: BLE001 - Redis gone: the missed beats tell /healthz soon enough
+                log.warning("heartbeat_not_forgotten")
+        super().register_death(*args, **kwargs)
+
+    def _beat_forever(self) -> None:
+        """Its own thread, so a long job or sweep never makes a live worker look dead."""
+        while True:
+            with self._beating:
+                if self._dead:
+                    return
+                try:
+                    svc = worker_services()
+                    WorkerHeartbeats(svc.redis, svc.keys).beat(self.name)
+                except Exception:  # noqa: BLE001 - Redis away: beat again when it is back
+                    log.warning("heartbeat_failed")
+            time.sleep(HEARTBEAT_SECONDS)
+
     def _sweep_forever(self) -> None:
         interval = self._settings.sweep_seconds
         while True:
             time.sleep(interval)
             try:
                 svc = worker_services()
-                WorkerHeartbeats(svc.redis).beat(self.name)
-                if svc.redis.set(SWEEPER_LOCK, self.name, nx=True, px=int(interval * 900)):
+                if svc.redis.set(svc.keys(SWEEPER_LOCK), self.name, nx=True, px=int(interval * 900)):
                     svc.sweeper.sweep()
             except Exception:
                 log.exception("sweep_failed")

@@ -149,10 +149,10 @@ def services(settings) -> Services:
 @pytest.fixture(scope="session")
 def live_service(service_env, settings, tmp_path_factory):
     """`python app.py` itself, pointed at the test stores and fakes: gunicorn + RQ workers."""
-    log_path = tmp_path_factory.mktemp("logs") / "service.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=service_env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    log_path = tmp_path_factory.mktemp("logs") / "service.log"  # stdout: the JSON log stream
+    err_path = log_path.with_name("service.err")                 # stderr: the banner, anything else
+    with open(log_path, "wb") as log, open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=service_env, stdout=log, stderr=err)
     base = settings.public_base_url
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -167,7 +167,7 @@ def live_service(service_env, settings, tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"service did not become healthy: {log_path.read_text()[-3000:]}")
-    yield LiveService(base, log_path, proc.pid)
+    yield LiveService(base, log_path, proc.pid, err_path)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
@@ -180,6 +180,7 @@ class LiveService:
     url: str
     log_path: Path
     pid: int
+    err_path: Path
 
     def worker_pids(self) -> list[int]:
         import psutil

@@ -23,6 +23,7 @@ from geopy.geocoders.base import Geocoder as GeopyClient
 from geopy.point import Point as GeopyPoint
 from redis import Redis
 
+from dispatch.adapters.redis_keys import KeySpace
 from dispatch.config import Settings
 from dispatch.model.geo import Point, bounding_box
 from dispatch.places import MAX_CHOICES, normalise_place
@@ -65,7 +66,7 @@ class GeopyGeocoder:
 
     def __init__(self, settings: Settings, redis: Redis, client: GeopyClient) -> None:
         self._client = client
-        self._redis = redis
+        self._redis, self._keys = redis, KeySpace(settings.redis_prefix)
         self._timeout = settings.geocoder_timeout_seconds
         sw, ne = bounding_box(settings.service_area)
         self._sw, self._ne = sw, ne
@@ -84,7 +85,7 @@ class GeopyGeocoder:
 
     # -- the port ------------------------------------------------------------------------------
     def search(self, query: str) -> list[Point]:
-        key = f"geocode:{self.vendor}:" + hashlib.sha1(normalise_place(query).encode()).hexdigest()
+        key = self._keys(f"geocode:{self.vendor}:" + hashlib.sha1(normalise_place(query).encode()).hexdigest())
         cached = self._redis.get(key)
         if cached is not None:
             return [Point(**p) for p in json.loads(cached)]
@@ -97,7 +98,7 @@ class GeopyGeocoder:
 
     def reverse(self, point: Point) -> str | None:
         spot = f"{point.lat:.{REVERSE_DECIMALS}f},{point.lng:.{REVERSE_DECIMALS}f}"
-        key = f"geocode:{self.vendor}:reverse:{spot}"
+        key = self._keys(f"geocode:{self.vendor}:reverse:{spot}")
         cached = self._redis.get(key)
         if cached is not None:
             return cached.decode() or None
@@ -130,7 +131,7 @@ class NominatimGeocoder(GeopyGeocoder):
 
     def _before_request(self) -> None:
         deadline = time.monotonic() + self._timeout
-        while not self._redis.set("geocoder:slot", "1", nx=True, px=NOMINATIM_MIN_INTERVAL_MS):
+        while not self._redis.set(self._keys("geocoder:slot"), "1", nx=True, px=NOMINATIM_MIN_INTERVAL_MS):
             if time.monotonic() > deadline:
                 raise GeocoderUnavailable("geocoder rate limit")
             time.sleep(SLOT_POLL_SECONDS)

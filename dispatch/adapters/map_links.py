@@ -17,6 +17,7 @@ import httpx
 import structlog
 from redis import Redis
 
+from dispatch.adapters.redis_keys import KeySpace
 from dispatch.config import Settings
 from dispatch.model.location_text import allowed_redirect_host, parse_location
 from dispatch.ports import GeocoderUnavailable
@@ -33,13 +34,13 @@ USER_AGENT = "SupportCarr-dispatch/1.0 (map link resolver)"
 
 class MapLinkResolver:
     def __init__(self, settings: Settings, redis: Redis) -> None:
-        self._redis = redis
+        self._redis, self._keys = redis, KeySpace(settings.redis_prefix)
         self._budget = settings.map_link_timeout_seconds
         self._base = settings.map_links_base_url
         self._client = httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
 
     def resolve(self, url: str) -> str | None:
-        key = "maplink:" + hashlib.sha1(url.encode()).hexdigest()
+        key = self._keys("maplink:" + hashlib.sha1(url.encode()).hexdigest())
         cached = self._redis.get(key)
         if cached is not None:
             return cached.decode() or None

@@ -9,22 +9,25 @@ from typing import Any
 
 from redis import Redis
 
+from dispatch.adapters.redis_keys import KeySpace
+
 PREFIX = "feed:"
 POLL_SECONDS = 1.0
 
 
 class RedisFeed:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
         self.redis = redis
+        self.prefix = keys(PREFIX)
 
     def publish(self, channel: str, payload: dict[str, Any]) -> None:
-        self.redis.publish(PREFIX + channel, json.dumps(payload, separators=(",", ":")))
+        self.redis.publish(self.prefix + channel, json.dumps(payload, separators=(",", ":")))
 
     def listen(self, channels: list[str], heartbeat_seconds: float, until: float) -> Iterator[tuple[str, Any] | None]:
         """(channel, payload) for each change, None every `heartbeat_seconds` without one, until
         the monotonic time `until`. The subscription is closed when the generator is."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(*[PREFIX + c for c in channels])
+        pubsub.subscribe(*[self.prefix + c for c in channels])
         try:
             quiet_since = time.monotonic()
             while time.monotonic() < until:
@@ -33,7 +36,7 @@ class RedisFeed:
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
                     quiet_since = time.monotonic()
-                    yield channel[len(PREFIX):], json.loads(message["data"])
+                    yield channel[len(self.prefix):], json.loads(message["data"])
                 elif time.monotonic() - quiet_since >= heartbeat_seconds:
                     quiet_since = time.monotonic()
                     yield None

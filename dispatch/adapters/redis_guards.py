@@ -8,13 +8,15 @@ from contextlib import contextmanager
 
 from redis import Redis
 
+from dispatch.adapters.redis_keys import KeySpace
+
 _held = threading.local()  # lock names this thread holds: a voice step calls the engine under its lock
 LOCK_POLL_SECONDS = 0.01
 
 
 class RedisLocks:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+        self.redis, self.keys = redis, keys
 
     @contextmanager
     def hold(self, name: str, ttl_seconds: float, wait_seconds: float) -> Iterator[bool]:
@@ -24,7 +26,7 @@ class RedisLocks:
         if name in held:
             yield True
             return
-        lock = self.redis.lock(f"lock:{name}", timeout=ttl_seconds, blocking_timeout=wait_seconds,
+        lock = self.redis.lock(self.keys(f"lock:{name}"), timeout=ttl_seconds, blocking_timeout=wait_seconds,
                                sleep=LOCK_POLL_SECONDS)
         if not lock.acquire():
             yield False
@@ -43,12 +45,12 @@ class RedisLocks:
 class RedisLimits:
     """Fixed-window counters (floods, auto-reply loops, token guessing)."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+        self.redis, self.keys = redis, keys
 
     def hit(self, name: str, window_seconds: int) -> int:
         """Count one more in this window; returns the count so far."""
-        key = f"rate:{name}:{int(time.time() // window_seconds)}"
+        key = self._key(name, window_seconds)
         pipe = self.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, window_seconds * 2)
@@ -56,4 +58,7 @@ class RedisLimits:
         return int(count)
 
     def count(self, name: str, window_seconds: int) -> int:
-        return int(self.redis.get(f"rate:{name}:{int(time.time() // window_seconds)}") or 0)
+        return int(self.redis.get(self._key(name, window_seconds)) or 0)
+
+    def _key(self, name: str, window_seconds: int) -> str:
+        return self.keys(f"rate:{name}:{int(time.time() // window_seconds)}")

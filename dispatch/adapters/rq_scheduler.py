@@ -23,8 +23,10 @@ from datetime import timedelta
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry, Worker
+from rq import Queue, Retry
 from rq.job import Job
+
+from dispatch.adapters.redis_keys import KeySpace
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +57,9 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then redis.call('LPUSH',
 return 1
 """
 HEARTBEAT_KEY = "workers:heartbeat"
-HEARTBEAT_KEEP_SECONDS = 3600
+HEARTBEAT_SECONDS = 2.0
+# A worker that missed this many beats is dead (killed, or its machine gone).
+HEARTBEAT_MISSES = 3
 
 
 def urgent_queue_name(queue_name: str) -> str:
@@ -66,8 +70,8 @@ class RqScheduler:
     """A Redis failure is logged, not raised: MongoDB still holds the state, and the sweeper
     starts whatever was not started."""
 
-    def __init__(self, queue: Queue, urgent: Queue) -> None:
-        self.queue, self.urgent = queue, urgent
+    def __init__(self, queue: Queue, urgent: Queue, keys: KeySpace) -> None:
+        self.queue, self.urgent, self.keys = queue, urgent, keys
         self._kick_script = urgent.connection.register_script(KICK_SCRIPT)
 
     @property
@@ -122,7 +126,7 @@ class RqScheduler:
     # -- for the job and drain bodies --------------------------------------------------------
     @property
     def _dispatch_key(self) -> str:
-        return f"dispatch:waiting:{self.queue.name}"
+        return self.keys(f"dispatch:waiting:{self.queue.name}")
 
     def waiting_dispatches(self, limit: int) -> list[str]:
         """Take up to `limit` rescues waiting for a search. A drain takes them before it reads
@@ -136,13 +140,13 @@ class RqScheduler:
     def next_kick(self, drain: str, wait_seconds: int) -> bool:
         """Wait up to `wait_seconds` (0: do not wait) for `drain` to be kicked; True once it was.
         One waiting drain thread, in whichever worker, takes each kick."""
-        key = _kick_list(drain, self.queue.name)
+        key = self.keys(_kick_list(drain, self.queue.name))
         if wait_seconds:
             return self.urgent.connection.brpop([key], timeout=wait_seconds) is not None
         return self.urgent.connection.rpop(key) is not None
 
     def kicks_waiting(self, drain: str) -> int:
-        return int(self.urgent.connection.llen(_kick_list(drain, self.queue.name)))
+        return int(self.urgent.connection.llen(self.keys(_kick_list(drain, self.queue.name))))
 
     def drain(self, drain: str, take_batch: Callable[[], int], batch_size: int) -> str:
         """Run a drain: batch after batch until a batch comes back short of `batch_size` or
@@ -151,7 +155,7 @@ class RqScheduler:
         so work stored after a short look has kicked again: no second, empty look is needed."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
-            self.urgent.connection.delete(_kick_key(drain, self.queue.name))
+            self.urgent.connection.delete(self.keys(_kick_key(drain, self.queue.name)))
             taken = take_batch()
             done += taken
             if taken < batch_size:
@@ -183,7 +187,7 @@ class RqScheduler:
         waits for the sweeper. The TTL bounds the damage if a kick is lost with Redis or a
         worker killed mid-drain.
         """
-        keys = [_kick_key(drain, self.queue.name), _kick_list(drain, self.queue.name)]
+        keys = [self.keys(_kick_key(drain, self.queue.name)), self.keys(_kick_list(drain, self.queue.name))]
         args: list[str | int] = [KICK_TTL_SECONDS]
         if into:
             keys.append(into[0])
@@ -210,17 +214,23 @@ def _kick_list(drain: str, queue_name: str) -> str:
 
 
 class WorkerHeartbeats:
-    """Liveness for /healthz that survives Redis losing RQ's own worker keys: each worker's
-    sweeper thread beats every sweep."""
+    """Liveness for /healthz: this deployment's workers that beat within the last few beats.
+    Not RQ's worker registry, which counts every deployment's workers on the Redis and a
+    killed one until its key expires, and which Redis can lose."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+        self.redis, self.key = redis, keys(HEARTBEAT_KEY)
 
     def beat(self, worker_name: str) -> None:
         now = time.time()
-        self.redis.zadd(HEARTBEAT_KEY, {worker_name: now})
-        self.redis.zremrangebyscore(HEARTBEAT_KEY, 0, now - HEARTBEAT_KEEP_SECONDS)
+        pipe = self.redis.pipeline()
+        pipe.zadd(self.key, {worker_name: now})
+        pipe.zremrangebyscore(self.key, 0, now - HEARTBEAT_SECONDS * HEARTBEAT_MISSES)
+        pipe.execute()
 
-    def alive(self, within_seconds: float) -> int:
-        beating = int(self.redis.zcount(HEARTBEAT_KEY, time.time() - within_seconds, "+inf"))
-        return max(beating, Worker.count(connection=self.redis))
+    def forget(self, worker_name: str) -> None:
+        """A worker that stops cleanly is gone at once."""
+        self.redis.zrem(self.key, worker_name)
+
+    def alive(self) -> int:
+        return int(self.redis.zcount(self.key, time.time() - HEARTBEAT_SECONDS * HEARTBEAT_MISSES, "+inf"))

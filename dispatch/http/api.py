@@ -338,12 +338,13 @@ def healthz():
         checks["mongodb_error"] = type(exc).__name__
     try:
         checks["redis"] = bool(svc.redis.ping())
-        checks["workers"] = WorkerHeartbeats(svc.redis).alive(3 * max(svc.settings.sweep_seconds, 1.0))
+        checks["workers"] = WorkerHeartbeats(svc.redis, svc.keys).alive()
     except RedisError as exc:
         checks["redis"], checks["workers"] = False, 0
         checks["redis_error"] = type(exc).__name__
-    ok = checks["mongodb"] and checks["redis"] and checks["workers"] > 0
-    return jsonify({"ok": ok, **checks}), 200 if ok else 503
+    down = [store for store in ("mongodb", "redis") if not checks[store]]
+    ok = not down and checks["workers"] > 0
+    return jsonify({"ok": ok, "down": down, **checks}), 200 if ok else 503
 
 
 @health.get("/metrics")

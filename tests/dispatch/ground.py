@@ -73,7 +73,7 @@ class Area:
         return self.svc.matcher.candidates(self.lat, self.lng, excluded or set())
 
     def indexed(self, driver_id: str) -> bool:
-        return self.svc.redis.zscore(GEO_KEY, driver_id) is not None
+        return self.svc.redis.zscore(self.svc.keys(GEO_KEY), driver_id) is not None
 
     def cleanup(self) -> None:
         for rescue_id in self.rescue_ids:

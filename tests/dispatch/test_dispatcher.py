@@ -80,7 +80,7 @@ def event_types(area: Area, rescue_id: str) -> list[str]:
 
 
 def indexed(area: Area, driver_id: str) -> bool:
-    return area.svc.redis.zscore(GEO_KEY, driver_id) is not None
+    return area.svc.redis.zscore(area.svc.keys(GEO_KEY), driver_id) is not None
 
 
 def jobs(queues: Services | rq.Queue, func: str, arg: str, scheduled: bool) -> list[Job]:

@@ -619,7 +619,8 @@ def test_kicks_coalesce_into_one_waiting_kick(services, settings):
     from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, RqScheduler
 
     name = f"q_kick_{uuid.uuid4().hex[:8]}"
-    jobs = RqScheduler(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis))
+    jobs = RqScheduler(Queue(name, connection=services.redis), Queue(f"{name}-urgent", connection=services.redis),
+                       services.keys)
     try:
         for _ in range(5):
             jobs.kick_outbox()

@@ -93,7 +93,7 @@ def eventually(check, timeout: float = 3.0):
 
 
 def indexed(area: Area, driver_id: str) -> bool:
-    return area.svc.redis.zscore(GEO_KEY, driver_id) is not None
+    return area.svc.redis.zscore(area.svc.keys(GEO_KEY), driver_id) is not None
 
 
 # --- offers and drivers -------------------------------------------------------------------------
@@ -224,10 +224,10 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
 
 def test_lost_geo_index_is_rebuilt(area):
     ready = area.driver(north_km=0.5)
-    area.svc.redis.delete(GEO_KEY, "geo:drivers:built")
+    area.svc.redis.delete(area.svc.keys(GEO_KEY), area.svc.keys("geo:drivers:built"))
     area.svc.sweeper.sweep()
     assert indexed(area, ready.id)
-    assert area.svc.redis.exists("geo:drivers:built")
+    assert area.svc.redis.exists(area.svc.keys("geo:drivers:built"))
 
 
 # --- texts ----------------------------------------------------------------------------------------

@@ -255,13 +255,14 @@ def ensure_scheduler(live_service, services, settings) -> None:
     SCHEDULER_REPAIRS.append(time.time())
 
 
-def delete_redis_keys(redis, patterns=("rq:*", "geo:*", "lock:*", "kick:*")) -> int:
-    """Lose what the service keeps in Redis. Only these patterns: never FLUSHDB (shared Redis)."""
+def delete_redis_keys(services, patterns=("rq:*", "geo:*", "lock:*", "kick:*", "dispatch:*")) -> int:
+    """Lose what the service keeps in Redis: RQ's keys, and the deployment's own under its
+    prefix. Only these patterns: never FLUSHDB (shared Redis)."""
     deleted = 0
     for pattern in patterns:
-        keys = list(redis.scan_iter(pattern))
+        keys = list(services.redis.scan_iter(pattern if pattern.startswith("rq:") else services.keys(pattern)))
         if keys:
-            deleted += redis.delete(*keys)
+            deleted += services.redis.delete(*keys)
     return deleted
 
 

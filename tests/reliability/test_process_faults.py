@@ -304,7 +304,7 @@ def _redis_keys_lost_mid_rescue(live_service, services, fake_twilio, phone, stuc
         assert wait_until(lambda: services.db.messages.count_documents(
             {"phone": {"$in": [d.number for d in decoys]}, "status": "sending"}) == 2, 10), "workers not held"
         assert rider.text("y").status_code == 200
-        deleted.append(delete_redis_keys(services.redis))
+        deleted.append(delete_redis_keys(services))
         t_deleted = time.time()
     finally:
         if held:
@@ -314,11 +314,11 @@ def _redis_keys_lost_mid_rescue(live_service, services, fake_twilio, phone, stuc
     code = services.rescues.open_for_rider(rider.number).code
     driver.wait_for(f"offer {code}", timeout=20)
     t_offer = time.time() - t_deleted
-    deleted.append(delete_redis_keys(services.redis))
+    deleted.append(delete_redis_keys(services))
     _accept_when_offered(driver, code, time.time() + 40, offered=True)
     assert wait_until(lambda: texts_with(fake_twilio, rider.number, "on the way"), 10)
     t_assigned = time.time() - t_deleted
-    deleted.append(delete_redis_keys(services.redis))
+    deleted.append(delete_redis_keys(services))
     return {"rider": rider.number, "driver": driver.number, "decoys": [d.number for d in decoys], "code": code,
             "deleted": deleted, "t_deleted": t_deleted, "t_offer": t_offer, "t_assigned": t_assigned}
 
@@ -449,9 +449,10 @@ def test_rescue_still_dispatched_when_redis_keys_are_deleted_mid_rescue(timeline
         miss, dup = tally(want, got)
         expected, lost, duplicated = expected + want, lost + miss, duplicated + dup
     table.record("Redis keys deleted mid-rescue",
-                 "DEL of every rq:*, geo:*, lock:* and kick:* key: with the Booked! reply still waiting, with the "
-                 "offer open, after the accept (never FLUSHDB)", times=len(r["deleted"]), expected=expected, lost=lost,
-                 duplicated=duplicated, counted="Booked!, offer, assignment and decoy texts at the fake; events")
+                 "DEL of every rq:* key and <prefix>:geo:*, lock:*, kick:* and dispatch:* key: with the Booked! "
+                 "reply still waiting, with the offer open, after the accept (never FLUSHDB)", times=len(r["deleted"]),
+                 expected=expected, lost=lost, duplicated=duplicated,
+                 counted="Booked!, offer, assignment and decoy texts at the fake; events")
     booked = f"{r['t_booked']:.1f} s" if r["t_booked"] is not None else "never"
     table.figure("Redis keys lost with the Booked! reply waiting",
                  f"offer after {r['t_offer']:.1f} s, driver assigned after {r['t_assigned']:.1f} s, the Booked! "
@@ -514,7 +515,7 @@ def test_healthz_still_sees_the_workers_after_redis_keys_are_lost(phone, live_se
     """/healthz reports whether the workers answer. After the rq:* keys are lost the workers
     go on answering (a text is still replied to), so health must come back."""
     assert httpx.get(f"{live_service.url}/healthz", timeout=10).status_code in (200, 503)
-    delete_redis_keys(services.redis, ("rq:*",))
+    delete_redis_keys(services, ("rq:*",))
     rider = phone()
     assert "Where are you?" in rider.ask("hello", timeout=20)  # the workers are alive and working
     health = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(

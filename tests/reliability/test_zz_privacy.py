@@ -85,8 +85,8 @@ def test_zz_logs_hold_no_phone_number_and_no_message_body(phone, live_service, s
     quiesce(services, 20)
     time.sleep(0.5)  # let the processes flush their logs
 
-    live = [(f"service log:{i}", line) for i, line in
-            enumerate(live_service.log_path.read_text(errors="replace").splitlines())]
+    live = [(f"service {path.name}:{i}", line) for path in (live_service.log_path, live_service.err_path)
+            for i, line in enumerate(path.read_text(errors="replace").splitlines())]
     captured = [(f"{nodeid} [{phase}]", line) for nodeid, phase, text in CAPTURED
                 for line in text.splitlines()]
     numbers = _numbers(fake_twilio)

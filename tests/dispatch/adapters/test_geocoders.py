@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from dispatch.adapters.geocoders import GoogleGeocoder, MapboxGeocoder, NominatimGeocoder, build_geocoder
+from dispatch.adapters.redis_keys import KeySpace
 from dispatch.config import ConfigError, load_settings
 from dispatch.model.geo import Point, bounding_box
 from dispatch.places import MAX_CHOICES, GeocoderUnavailable, normalise_place
@@ -40,6 +41,9 @@ def redis_client(request):
     client = redis.Redis.from_url(url)
     client.ping()
     return client
+
+
+KEYS = KeySpace("default")  # settings_for's deployment: RQ_QUEUE unset
 
 
 def settings_for(vendor: str, url: str, timeout: float = 2.0, key: str | None = None):
@@ -101,7 +105,7 @@ def nominatim(redis_client, fake_nominatim):
     fake_nominatim.params.clear()
     fake_nominatim.reversed.clear()
     fake_nominatim.delay = 0.0
-    redis_client.delete("geocoder:slot")
+    redis_client.delete(KEYS("geocoder:slot"))
     used: list[str] = []
 
     class Helper:
@@ -120,18 +124,18 @@ def nominatim(redis_client, fake_nominatim):
 
         @staticmethod
         def cache_key(q: str) -> str:
-            return "geocode:nominatim:" + hashlib.sha1(normalise_place(q).encode()).hexdigest()
+            return KEYS("geocode:nominatim:" + hashlib.sha1(normalise_place(q).encode()).hexdigest())
 
         @staticmethod
         def free_slot() -> None:
-            redis_client.delete("geocoder:slot")
+            redis_client.delete(KEYS("geocoder:slot"))
 
     yield Helper
     fake_nominatim.delay = 0.0
     keys = [Helper.cache_key(q) for q in used]
     if keys:
         redis_client.delete(*keys)
-    redis_client.delete("geocoder:slot")
+    redis_client.delete(KEYS("geocoder:slot"))
 def test_nominatim_results_become_points_with_short_labels(nominatim):
     q = nominatim.query("the corner bodega on 9th")
     nominatim.fake.add(q,
@@ -223,7 +227,7 @@ def test_slow_server_costs_one_request_and_one_timeout(nominatim):
 
 def test_rate_limit_slot_held_elsewhere_gives_unavailable_without_asking(nominatim):
     # Another process just used the one-request-a-second slot for longer than our timeout.
-    nominatim.redis.set("geocoder:slot", "1", px=5000)
+    nominatim.redis.set(KEYS("geocoder:slot"), "1", px=5000)
     with pytest.raises(GeocoderUnavailable):
         nominatim.geocoder(timeout=0.2).search(nominatim.query("rate limited"))
     assert nominatim.fake.queries == []
@@ -242,7 +246,7 @@ def test_geocoder_waits_for_the_slot_between_requests(nominatim):
 def test_nominatim_names_coordinates_once_per_spot(nominatim):
     point = Point(40.73591 + (uuid.uuid4().int % 1000) / 1e7, -73.99111)
     nominatim.fake.add_address(point.lat, point.lng, "Union Square, Manhattan, New York County, New York")
-    key = f"geocode:nominatim:reverse:{point.lat:.4f},{point.lng:.4f}"
+    key = KEYS(f"geocode:nominatim:reverse:{point.lat:.4f},{point.lng:.4f}")
     try:
         assert nominatim.geocoder().reverse(point) == "Union Square, Manhattan, New York County"
         nominatim.free_slot()
@@ -258,7 +262,7 @@ def test_nominatim_has_no_name_for_the_sea(nominatim):
     try:
         assert nominatim.geocoder().reverse(point) is None
     finally:
-        nominatim.redis.delete(f"geocode:nominatim:reverse:{point.lat:.4f},{point.lng:.4f}")
+        nominatim.redis.delete(KEYS(f"geocode:nominatim:reverse:{point.lat:.4f},{point.lng:.4f}"))
 
 
 # -- Mapbox ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dispatch.adapters.redis_feed import RedisFeed
 
 
 def test_a_published_change_reaches_a_listener_and_quiet_gives_heartbeats(services):
-    feed = RedisFeed(services.redis)
+    feed = RedisFeed(services.redis, services.keys)
     channel = f"test-{uuid.uuid4().hex}"
     heard: list = []
     ready = threading.Event()
