@@ -14,7 +14,6 @@ import uuid
 
 import rq
 
-from dispatch.adapters.redis_geo import GEO_KEY
 from dispatch.bootstrap import Services
 from dispatch.model.clock import now_ms
 from dispatch.model.driver import Candidate, Driver
@@ -73,7 +72,7 @@ class Area:
         return self.svc.matcher.candidates(self.lat, self.lng, excluded or set())
 
     def indexed(self, driver_id: str) -> bool:
-        return self.svc.redis.zscore(self.svc.keys(GEO_KEY), driver_id) is not None
+        return self.svc.redis.zscore(self.svc.geo.key, driver_id) is not None
 
     def cleanup(self) -> None:
         for rescue_id in self.rescue_ids:

@@ -22,7 +22,6 @@ import pytest
 import rq
 from rq.job import Job
 
-from dispatch.adapters.redis_geo import GEO_KEY
 from dispatch.adapters.rq_scheduler import urgent_queue_name
 from dispatch.bootstrap import Services
 from dispatch.config import ServiceArea
@@ -80,7 +79,7 @@ def event_types(area: Area, rescue_id: str) -> list[str]:
 
 
 def indexed(area: Area, driver_id: str) -> bool:
-    return area.svc.redis.zscore(area.svc.keys(GEO_KEY), driver_id) is not None
+    return area.svc.redis.zscore(area.svc.geo.key, driver_id) is not None
 
 
 def jobs(queues: Services | rq.Queue, func: str, arg: str, scheduled: bool) -> list[Job]:

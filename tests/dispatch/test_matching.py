@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 
-from dispatch.adapters.redis_geo import GEO_BUILT_KEY, GEO_KEY
 from dispatch.bootstrap import Services
 from dispatch.config import ServiceArea
 from dispatch.matching import RADIUS_STEPS_KM
@@ -207,9 +206,9 @@ def test_only_available_drivers_are_indexed_on_the_way_in(area):
 def test_candidates_rebuild_a_lost_index(area):
     a = area.driver(north_km=0.5)
     b = area.driver(north_km=1.0)
-    area.svc.redis.delete(area.svc.keys(GEO_KEY), area.svc.keys(GEO_BUILT_KEY))  # Redis flushed or restarted
+    area.svc.redis.delete(area.svc.geo.key, area.svc.geo.built_key)  # Redis flushed or restarted
     assert ids(area.candidates()) == [a.id, b.id]
-    assert area.svc.redis.exists(area.svc.keys(GEO_BUILT_KEY))
+    assert area.svc.redis.exists(area.svc.geo.built_key)
 
 
 def test_ensure_rebuilds_only_available_fresh_drivers(area):
@@ -218,19 +217,19 @@ def test_ensure_rebuilds_only_available_fresh_drivers(area):
     offline = area.driver(north_km=1.5, online=False)
     area.svc.db.drivers.update_one({"_id": stale.id}, {"$set": {
         "location_updated_at": now_ms() - LOCATION_FRESH_MS - 60_000}})
-    area.svc.redis.delete(area.svc.keys(GEO_KEY), area.svc.keys(GEO_BUILT_KEY))
+    area.svc.redis.delete(area.svc.geo.key, area.svc.geo.built_key)
     area.svc.matcher.ensure()
-    assert area.svc.redis.exists(area.svc.keys(GEO_BUILT_KEY))
+    assert area.svc.redis.exists(area.svc.geo.built_key)
     assert area.indexed(ok.id)
     assert not area.indexed(stale.id) and not area.indexed(offline.id)
-    lng, lat = area.svc.redis.geopos(area.svc.keys(GEO_KEY), ok.id)[0]
+    lng, lat = area.svc.redis.geopos(area.svc.geo.key, ok.id)[0]
     assert (lat, lng) == pytest.approx(area.at(north_km=0.5), abs=1e-4)
 
 
 def test_ensure_leaves_a_built_index_alone(area):
     driver = area.driver(north_km=0.5)
     area.svc.geo.remove(driver.id)
-    assert area.svc.redis.exists(area.svc.keys(GEO_BUILT_KEY))
+    assert area.svc.redis.exists(area.svc.geo.built_key)
     area.svc.matcher.ensure()
     assert not area.indexed(driver.id), "with the marker present ensure() does not reload"
 

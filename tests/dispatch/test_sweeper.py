@@ -21,7 +21,6 @@ import uuid
 import pytest
 from rq.job import Job
 
-from dispatch.adapters.redis_geo import GEO_KEY
 from dispatch.bootstrap import Services
 from dispatch.config import ServiceArea
 from dispatch.dispatcher import Accepted
@@ -93,7 +92,7 @@ def eventually(check, timeout: float = 3.0):
 
 
 def indexed(area: Area, driver_id: str) -> bool:
-    return area.svc.redis.zscore(area.svc.keys(GEO_KEY), driver_id) is not None
+    return area.svc.redis.zscore(area.svc.geo.key, driver_id) is not None
 
 
 # --- offers and drivers -------------------------------------------------------------------------
@@ -224,10 +223,10 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
 
 def test_lost_geo_index_is_rebuilt(area):
     ready = area.driver(north_km=0.5)
-    area.svc.redis.delete(area.svc.keys(GEO_KEY), area.svc.keys("geo:drivers:built"))
+    area.svc.redis.delete(area.svc.geo.key, area.svc.geo.built_key)
     area.svc.sweeper.sweep()
     assert indexed(area, ready.id)
-    assert area.svc.redis.exists(area.svc.keys("geo:drivers:built"))
+    assert area.svc.redis.exists(area.svc.geo.built_key)
 
 
 # --- texts ----------------------------------------------------------------------------------------

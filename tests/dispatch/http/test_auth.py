@@ -66,9 +66,7 @@ def test_a_logged_in_dispatcher_is_not_locked_out_by_guesses_from_the_same_addre
         guesser.get("/api/rescues", headers=WRONG)
     assert guesser.get("/api/rescues", headers=WRONG).status_code == 429
     assert dispatcher.get("/api/rescues").status_code == 200
-    spent = strict.redis.keys(strict.keys(f"rate:admin-token:{address}:*"))
-    assert spent, "the guesses were counted under the deployment's prefix"
-    strict.redis.delete(*spent)
+    strict.redis.delete(*strict.redis.keys(strict.keys(f"rate:admin-token:{address}:*")))
 
 
 def test_the_limit_is_skipped_not_fatal_when_redis_is_down(settings, services):
