@@ -24,6 +24,7 @@ import structlog
 
 from dispatch.bootstrap import Services
 from dispatch.dispatcher import DriverResult
+from dispatch.holding import release
 from dispatch.model import events as ev
 from dispatch.model import message as m
 from dispatch.model.clock import now_ms
@@ -143,12 +144,26 @@ class Engine:
         self.svc.scheduler.kick_inbound()
         return "queued"
 
+    def hold(self, msg: Inbound) -> str:
+        """The webhook's part while MongoDB does not answer: keep the text in Redis, once per
+        MessageSid, stamped with its arrival order. The sweeper records it once MongoDB
+        answers again (`dispatch.holding`); raises the Redis error if Redis is down too."""
+        key = sender_key(msg.sender, self.svc.settings.default_region)
+        if key is None:
+            return "no-sender"
+        if not self.svc.held.hold(msg.sid, self._inbound_doc(key, msg, words.clean(msg.body))):
+            return "duplicate"
+        log.warning("inbound_held", phone=mask(key), sid=msg.sid)
+        return "held"
+
     def apply_pending(self) -> int:
         """One batch of the inbound drain: the oldest unapplied texts, one lane per number on
         a thread pool (a number's texts in order, different numbers side by side). Returns
         how many texts it looked at, or 0 if it moved no number on, so a drain stops when only
         a busy number (a call in progress) or a failing text is left: those wait for the next
-        kick or the sweeper's."""
+        kick or the sweeper's. Texts held in Redis through a MongoDB outage arrived first: they
+        are recorded before each look."""
+        release(self.svc.held, self.svc.messages)
         batch = self.svc.messages.unapplied(INBOUND_BATCH)
         if not batch:
             return 0
@@ -249,13 +264,18 @@ class Engine:
         log.info("inbound_applied", phone=mask(record["phone"]), sid=record["twilio_sid"], outcome=outcome,
                  channel=record.get("channel", m.SMS))
 
-    def _record_inbound(self, key: str, msg: Inbound, body: str) -> tuple[dict[str, Any], bool]:
-        """(the record, whether it is new). `seq` orders a number's texts as they arrived."""
+    @staticmethod
+    def _inbound_doc(key: str, msg: Inbound, body: str) -> dict[str, Any]:
+        """The inbound record. `seq` orders a number's texts as they arrived."""
         now = now_ms()
-        doc = {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": m.IN, "phone": key,
-               "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
-               "status": "received", "processed": False, "seq": time.time_ns(), "created_at": now,
-               "updated_at": now}
+        return {"_id": uuid.uuid4().hex, "key": f"in:{msg.sid}", "direction": m.IN, "phone": key,
+                "body": body, "channel": msg.channel, "media": msg.media[:10], "twilio_sid": msg.sid,
+                "status": "received", "processed": False, "seq": time.time_ns(), "created_at": now,
+                "updated_at": now}
+
+    def _record_inbound(self, key: str, msg: Inbound, body: str) -> tuple[dict[str, Any], bool]:
+        """(the record, whether it is new)."""
+        doc = self._inbound_doc(key, msg, body)
         if self.svc.messages.add(doc):
             return doc, True
         return self.svc.messages.by_key(doc["key"]), False

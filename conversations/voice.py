@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+import pymongo
 import structlog
 from flask import Blueprint, Response, request
 from pymongo.errors import PyMongoError
@@ -85,7 +86,8 @@ def once_per_step(view):
                          (form.get("DialCallStatus") or "")[:20]])
         svc = services()
         try:
-            with Engine(svc).phone_lock(key, svc.settings.phone_lock_wait_seconds):
+            with pymongo.timeout(svc.settings.voice_store_timeout_seconds), \
+                    Engine(svc).phone_lock(key, svc.settings.phone_lock_wait_seconds):
                 done = svc.voice_steps.answered(step)
                 if done:
                     return Response(done, mimetype="text/xml")
@@ -97,7 +99,7 @@ def once_per_step(view):
         except (PyMongoError, RedisError) as exc:
             # Twilio would answer a 5xx with its own "application error" and hang up (it does not
             # retry a call): say it in our words and send the caller to SMS, which keeps a text
-            # in MongoDB through a Redis outage.
+            # in MongoDB through a Redis outage and in Redis through a MongoDB one.
             log.error("store_unavailable", error=type(exc).__name__)
             response = VoiceResponse()
             say(response, "trouble", ENGLISH)

@@ -5,9 +5,11 @@ import hmac
 import re
 from functools import lru_cache, wraps
 
+import pymongo
 import structlog
 from flask import Blueprint, Response, request
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -81,11 +83,18 @@ def inbound_sms():
     if not sender.strip():
         return plain("From missing", 400)
     msg = Inbound(sid=sid, sender=sender, body=form.get("Body") or "", media=_media(form))
+    svc = services()
+    engine = Engine(svc)
     try:
-        Engine(services()).accept(msg)
-    except PyMongoError as exc:  # nothing recorded: Twilio's retry (on a dropped connection) or
-        log.error("store_unavailable", error=type(exc).__name__, sid=sid)  # its error log
-        return plain("temporarily unavailable; retry", 503)
+        with pymongo.timeout(svc.settings.webhook_store_timeout_seconds):
+            engine.accept(msg)
+    except PyMongoError as exc:  # Twilio never redelivers a 5xx: keep the text in Redis
+        log.error("store_unavailable", error=type(exc).__name__, sid=sid)
+        try:
+            engine.hold(msg)
+        except RedisError as again:  # both stores down: nothing kept, Twilio's error log has it
+            log.error("store_unavailable", error=type(again).__name__, sid=sid)
+            return plain("temporarily unavailable; retry", 503)
     return twiml()
 
 

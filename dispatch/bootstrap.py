@@ -27,11 +27,13 @@ from dispatch.adapters.mongo.ledger import MongoLedger, MongoStripeEvents
 from dispatch.adapters.mongo.links import MongoLinks
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.mongo.offers import MongoOffers
+from dispatch.adapters.mongo.personal_data import MongoPersonalData
 from dispatch.adapters.mongo.rescues import MongoRescues, MongoRiders
 from dispatch.adapters.osrm import OsrmRouter
 from dispatch.adapters.redis_feed import RedisFeed
 from dispatch.adapters.redis_geo import RedisGeoIndex
 from dispatch.adapters.redis_guards import RedisLimits, RedisLocks
+from dispatch.adapters.redis_held import RedisHeldTexts
 from dispatch.adapters.redis_keys import KeySpace
 from dispatch.adapters.rq_scheduler import RqScheduler, urgent_queue_name
 from dispatch.announcer import Announcer
@@ -55,6 +57,7 @@ from dispatch.ports import (
     DriverRepository,
     EventStore,
     GeoIndex,
+    HeldTexts,
     HelpRequestStore,
     Ledger,
     LinkStore,
@@ -64,6 +67,7 @@ from dispatch.ports import (
     OfferRepository,
     OptOutRegistry,
     PaymentGateway,
+    PersonalData,
     RescueRepository,
     RiderRepository,
     Router,
@@ -71,6 +75,7 @@ from dispatch.ports import (
     Sender,
     StripeEventLog,
 )
+from dispatch.privacy import Privacy
 from dispatch.sweeper import Sweeper
 from dispatch.tracking import Tracking
 
@@ -125,7 +130,8 @@ class Core:
                  ledger: Ledger, stripe_events: StripeEventLog, events: EventStore, geo: GeoIndex, locks: Locks,
                  scheduler: Scheduler, metrics: Metrics, gateway: PaymentGateway, sender: Sender,
                  help_requests: HelpRequestStore, feed: ChangeFeed, links: LinkStore,
-                 router: Router | None = None) -> None:
+                 router: Router | None = None, held: HeldTexts | None = None,
+                 personal_data: PersonalData | None = None) -> None:
         self.settings = settings
         self.rescues, self.riders, self.drivers, self.offers = rescues, riders, drivers, offers
         self.messages, self.optouts, self.ledger, self.stripe_events = messages, optouts, ledger, stripe_events
@@ -135,7 +141,8 @@ class Core:
         self.lifecycle = Lifecycle(rescues, riders, self.bus)
         self.matcher = Matcher(geo, drivers)
         self.outbox = Outbox(messages, scheduler)
-        self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status")
+        self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status",
+                                 scheduler)
         self.links = Links(settings, links, rescues, drivers)
         self.tracking = Tracking(settings, rescues, drivers, self.bus, router)
         self.dispatcher = Dispatcher(settings, self.lifecycle, rescues, drivers, offers, self.matcher, self.bus,
@@ -144,8 +151,10 @@ class Core:
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
         self.board = Board(settings, rescues, drivers, events, self.tracking)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)
+        self.privacy = Privacy(settings.retention_days, personal_data, rescues) if personal_data else None
         self.sweeper = Sweeper(self.matcher, self.dispatcher, rescues, offers, messages, self.outbox, self.delivery,
-                               self.bus, scheduler)
+                               self.bus, scheduler, held, self.privacy)
+        self.held = held
         self.bus.handlers = event_handlers(self)
 
     @property
@@ -184,7 +193,8 @@ class Services(Core):
             gateway=StripeGateway(settings) if settings.stripe_secret_key else SandboxGateway(settings),
             sender=SandboxSender() if settings.sandbox else TwilioSender(settings),
             help_requests=MongoHelpRequests(db), feed=RedisFeed(redis, keys), links=MongoLinks(db),
-            router=OsrmRouter(settings) if settings.routing_url else None)
+            router=OsrmRouter(settings) if settings.routing_url else None, held=RedisHeldTexts(redis, keys),
+            personal_data=MongoPersonalData(db))
 
     @cached_property
     def locator(self) -> Locator:

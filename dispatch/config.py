@@ -98,6 +98,12 @@ class Settings:
     # Operations (PRODUCT.md §2, §7): the start of every Redis key and channel of this
     # deployment (dispatch.adapters.redis_keys), so two deployments can share one Redis.
     redis_prefix: str = "default"
+    # How long the SMS webhook waits on MongoDB before keeping the text in Redis instead,
+    # and the budget of a call's step (Twilio hangs up on a webhook at 15 s).
+    webhook_store_timeout_seconds: float = 3.0
+    voice_store_timeout_seconds: float = 10.0
+    # Message bodies and rider numbers of closed rescues are erased after this many days.
+    retention_days: int = 365
 
     @property
     def sandbox(self) -> bool:
@@ -203,6 +209,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_token_tries_per_minute=int(get("ADMIN_TOKEN_TRIES_PER_MINUTE", "10")),
         dispatch_alert_phone=_phone(get("DISPATCH_ALERT_PHONE"), "DISPATCH_ALERT_PHONE"),
         redis_prefix=get("REDIS_PREFIX") or get("RQ_QUEUE", "default"),
+        webhook_store_timeout_seconds=float(get("WEBHOOK_STORE_TIMEOUT_SECONDS", "3")),
+        voice_store_timeout_seconds=float(get("VOICE_STORE_TIMEOUT_SECONDS", "10")),
+        retention_days=int(get("RETENTION_DAYS", "365")),
     )
     if settings.production:
         missing = [name for name in PRODUCTION_NEEDS if not get(name)]

@@ -11,14 +11,20 @@ batches on a thread pool (the carrier answers in ~200 ms, and a job costs ~10 ms
 round trips). The claim makes concurrent drains safe. A text that fails transiently
 leaves the batch and is retried by its own send job with back-off; texts the sweeper
 finds stuck are re-sent the same way.
+
+Texts to one number leave in the order they were queued, across every worker and drain
+(PRODUCT.md §7): each send, from a drain or a send job, goes through the number's lane,
+which sends that number's unfinished texts oldest first and stops at the first it cannot
+take (mid-send elsewhere: that lane goes on after it; or failed for now: its retry does).
+The claim (pending -> sending) is the only gate, so no lane ever sends a text while an
+earlier one to the same number is still pending or mid-send.
 """
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any
 
 import structlog
@@ -33,6 +39,15 @@ log = structlog.get_logger(__name__)
 SEND_THREADS = 64
 SEND_BATCH = 64  # texts one drain takes at a time: one carrier round trip at SEND_THREADS
 REQUEUE_BATCH = 500
+# A lane stops after LANE_BUDGET_SECONDS; what is left pending goes with the next drain.
+LANE_BUDGET_SECONDS = 20.0
+# A send gives up after 10 s (the Twilio adapter's timeout): a text claimed longer ago than
+# this lost its worker mid-send, and the texts after it do not wait for the sweeper to settle it.
+CLAIM_DEAD_MS = 11_000
+LANE_BATCH = 50
+WAITING = "waiting"  # left pending behind an earlier text of its number
+CLAIMED_ELSEWHERE = "claimed-elsewhere"  # another lane or a copy of the job took it first
+RETRYING = "retrying"  # failed for now: its own send job retries it, then the texts after it
 
 
 @dataclass
@@ -48,7 +63,7 @@ class Outbox:
         now = now_ms()
         doc = {"_id": uuid.uuid4().hex, "key": key, "direction": m.OUT, "phone": to, "body": body,
                "kind": kind, "rescue_id": rescue_id, "status": m.PENDING, "status_rank": 0,
-               "attempts": 0, "created_at": now, "updated_at": now}
+               "attempts": 0, "created_at": now, "seq": time.time_ns(), "updated_at": now}
         if not self.messages.add(doc):
             return self.messages.by_key(key)
         self.scheduler.kick_outbox()
@@ -72,54 +87,97 @@ class Delivery:
     optouts: OptOutRegistry
     metrics: Metrics
     status_callback: str | None
+    scheduler: Scheduler | None = None  # for a text's own send job; None only in tests of one process
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
-    def drain(self, retry_later: Callable[[str], None]) -> int:
-        """Send one batch of never-tried pending texts concurrently; returns how many it took.
-
-        A number's texts in the batch go out one after another, oldest first, so a rider
-        never gets "driver arrived" before "driver assigned". A text that fails
-        transiently is back to `pending` and handed to `retry_later` (its own job).
-        """
+    def drain(self) -> int:
+        """Send one batch of never-tried pending texts, one lane per number on a thread pool.
+        Returns how many texts it took, for `RqScheduler.drain` to tell a full batch from a
+        short one; 0 when none of them moved on (all waiting behind texts mid-send elsewhere),
+        so a drain stops rather than spinning on them."""
         batch = self.messages.unsent(SEND_BATCH)
-        if not batch:
-            return 0
-        batch.sort(key=lambda msg: (msg["phone"], msg["created_at"]))
-        lanes = [[msg["_id"] for msg in msgs] for _, msgs in groupby(batch, key=lambda msg: msg["phone"])]
-        for lane in self._executor().map(self._deliver_lane, lanes):
-            for message_id, outcome in lane:
-                if isinstance(outcome, SendFailed) and outcome.transient:
-                    retry_later(message_id)
-        return len(batch)
+        phones = list(dict.fromkeys(msg["phone"] for msg in batch))
+        lanes = list(self._executor().map(self._lane, phones))  # every lane done before the next look
+        moved = any(outcome != WAITING for lane in lanes for outcome in lane.values())
+        return len(batch) if moved else 0
 
-    def _deliver_lane(self, ids: list[str]) -> list[tuple[str, str | Exception]]:
-        out: list[tuple[str, str | Exception]] = []
-        for message_id in ids:
-            try:
-                out.append((message_id, self.deliver(message_id)))
-            except Exception as exc:  # noqa: BLE001 - one text's failure must not stop the others
-                if not isinstance(exc, SendFailed):
-                    log.warning("batch_send_error", message_id=message_id, error=type(exc).__name__)
-                out.append((message_id, exc))
-        return out
+    def deliver(self, message_id: str) -> str:
+        """The send job's body: this text, after every earlier pending text to its number.
+        A transient failure of this very text is raised, for RQ to retry with back-off."""
+        msg = self.messages.get(message_id)
+        if msg is None or msg["status"] != m.PENDING:
+            return msg["status"] if msg else "missing"
+        outcome = self._lane(msg["phone"], raise_for=message_id).get(message_id)
+        if outcome is None:  # another lane of this number took it, or it waits behind an earlier text
+            now = self.messages.get(message_id) or {"status": "missing"}
+            outcome = WAITING if now["status"] == m.PENDING else now["status"]
+        return outcome
+
+    def _lane(self, phone: str, raise_for: str | None = None) -> dict[str, str]:
+        """The number's unfinished texts oldest first, re-read until a look sends nothing
+        (texts queued meanwhile go out after the earlier ones, from this lane)."""
+        outcomes: dict[str, str] = {}
+        deadline = time.monotonic() + LANE_BUDGET_SECONDS
+        while time.monotonic() < deadline:
+            sent = False
+            dead_before = now_ms() - CLAIM_DEAD_MS
+            for msg in self.messages.unfinished_to(phone, LANE_BATCH):
+                if msg["status"] != m.PENDING:
+                    if int(msg.get("claimed_at") or 0) < dead_before:
+                        continue  # its worker died mid-send: the sweeper settles it
+                    # Mid-send elsewhere: that lane goes on after it (if its worker dies, the
+                    # sweeper's `unblock` does).
+                    return outcomes
+                outcome = self._send_one(msg, raise_for)
+                outcomes[msg["_id"]] = outcome
+                if outcome in (WAITING, RETRYING, CLAIMED_ELSEWHERE):
+                    return outcomes
+                sent = True
+            if not sent:
+                break
+        return outcomes
+
+    def unblock(self, phone: str) -> int:
+        """The number's texts waiting behind one whose worker died mid-send: start the next
+        one's send job (its lane skips the dead claim). 1 if there was one."""
+        following = next((msg for msg in self.messages.unfinished_to(phone, LANE_BATCH)
+                          if msg["status"] == m.PENDING), None)
+        if following is None or self.scheduler is None:
+            return 0
+        self.scheduler.send_text(following["_id"])
+        return 1
+
+    def _send_one(self, msg: dict[str, Any], raise_for: str | None) -> str:
+        """One text in its lane; RETRYING when it failed for now (its retry is arranged), WAITING
+        when the lane could not tell (the sweeper re-sends it)."""
+        try:
+            return self._send(msg["_id"])
+        except SendFailed:  # transient (a lasting failure is recorded and returned)
+            if msg["_id"] == raise_for:
+                raise
+            if self.scheduler is not None:
+                self.scheduler.retry_send(msg["_id"])
+            return RETRYING
+        except Exception as exc:  # noqa: BLE001 - the lane stops; the sweeper re-sends what is left
+            log.warning("batch_send_error", message_id=msg["_id"], error=type(exc).__name__)
+            return WAITING
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
         return self._pool
 
-    def deliver(self, message_id: str) -> str:
-        """Claim the text (the claim returns it, so it is read once), check the opt-out
-        registry, send. A text that is not pending answers with its status."""
+    def _send(self, message_id: str) -> str:
+        """Claim the text (one round trip that also returns it, so what is sent is what was
+        claimed), check the opt-out registry, send."""
         msg = self.messages.claim(message_id, now_ms())
         if msg is None:
-            current = self.messages.get(message_id)
-            return current["status"] if current else "missing"
+            return CLAIMED_ELSEWHERE
         if self.optouts.is_opted_out(msg["phone"]):
             # Never tried at the carrier: the attempt the claim counted is given back.
             if not self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
                                         attempts=msg.get("attempts", 0)):
-                return "claimed-elsewhere"  # the sweeper took it back meanwhile
+                return CLAIMED_ELSEWHERE  # the sweeper took it back meanwhile
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
             return m.SUPPRESSED

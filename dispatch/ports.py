@@ -155,6 +155,8 @@ class MessageStore(Protocol):
     def get(self, message_id: str) -> dict[str, Any] | None: ...
     def unsent(self, limit: int) -> list[dict[str, Any]]:
         """Never-tried pending outbound texts, oldest first (id, phone, created_at)."""
+    def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
+        """Outbound texts to `phone` still pending or sending, in the order they were queued."""
     def stale_pending(self, older_than: int, limit: int) -> list[str]: ...
     def touch(self, message_id: str) -> None: ...
     def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
@@ -167,6 +169,23 @@ class MessageStore(Protocol):
     def advance(self, twilio_sid: str, fields: dict[str, Any]) -> bool:
         """Apply a delivery status unless the text already has a later one."""
     def unapplied_before(self, before: int) -> bool: ...
+
+
+class HeldTexts(Protocol):
+    """Inbound texts kept outside MongoDB while it is unreachable, oldest first."""
+    def hold(self, sid: str, doc: dict[str, Any]) -> bool:
+        """False when a text with this MessageSid is already held."""
+    def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """(entry id, the inbound record) pairs, in the order they were held."""
+    def drop(self, entry_id: str) -> None: ...
+
+
+class PersonalData(Protocol):
+    """Erasure across the stores: bodies and full numbers go, the accounting record stays."""
+    def forget(self, phone: str) -> dict[str, int]:
+        """One rider's, at once; counts per kind of record."""
+    def erase_before(self, before: int, limit: int) -> dict[str, int]:
+        """Records older than `before` (epoch ms), at most `limit` of each kind."""
 
 
 class HelpRequestStore(Protocol):
@@ -247,6 +266,8 @@ class Scheduler(Protocol):
         re-armed one, finds the offer closed and does nothing)."""
     def payment_link(self, rescue_id: str) -> None: ...
     def send_text(self, message_id: str, delay: float = 0) -> None: ...
+    def retry_send(self, message_id: str) -> None:
+        """A text that failed for now, again after the first back-off."""
     def kick_outbox(self) -> None: ...
     def kick_inbound(self) -> None: ...
 

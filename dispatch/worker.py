@@ -149,7 +149,7 @@ def send_text(message_id: str) -> str:
 
 def send_pending() -> str:
     svc = worker_services()
-    return svc.scheduler.drain(DRAIN_OUTBOX, lambda: svc.delivery.drain(svc.scheduler.retry_send), SEND_BATCH)
+    return svc.scheduler.drain(DRAIN_OUTBOX, svc.delivery.drain, SEND_BATCH)
 
 
 def dispatch_rescue(rescue_id: str) -> str:

@@ -57,6 +57,11 @@ class RedisLimits:
         count, _ = pipe.execute()
         return int(count)
 
+    def clear(self, name: str, window_seconds: int) -> None:
+        """Forget a counter (this window and the last): its name may carry a phone number."""
+        window = int(time.time() // window_seconds)
+        self.redis.delete(self.keys(f"rate:{name}:{window}"), self.keys(f"rate:{name}:{window - 1}"))
+
     def count(self, name: str, window_seconds: int) -> int:
         return int(self.redis.get(self._key(name, window_seconds)) or 0)
 

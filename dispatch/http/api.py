@@ -15,12 +15,13 @@ from dispatch.adapters.rq_scheduler import WorkerHeartbeats
 from dispatch.http import error, refused, services
 from dispatch.http.auth import TooManyWrongTokens, bearer_ok, csrf_ok, logged_in
 from dispatch.http.openapi import OPENAPI
+from dispatch.http.validation import check_against_document
 from dispatch.model import help_request as hr
 from dispatch.model.clock import iso
 from dispatch.model.driver import NAME_MAX, VEHICLE_MAX, Driver, DuplicateDriver
 from dispatch.model.errors import DomainError
 from dispatch.model.geo import Point
-from dispatch.model.phones import normalise
+from dispatch.model.phones import mask, normalise
 from dispatch.model.rescue import STATUSES
 from dispatch.ports import Busy, PaymentUnavailable
 from dispatch.texts import ENGLISH, LANGUAGES
@@ -34,13 +35,19 @@ TIMELINE_MESSAGES = 200
 INTAKE_LOOKBACK_MS = 3600 * 1000
 
 
+PUBLIC_ENDPOINTS = {"api.openapi_spec"}
+
+
 def too_many_wrong_tokens():
     return error("too many wrong tokens from this address; wait a minute", 429)
 
 
 @api.before_request
 def require_admin():
-    """The bearer token, or the status page's session (with its CSRF token on changes)."""
+    """The bearer token, or the status page's session (with its CSRF token on changes). The
+    API's own document is public: it holds no data, and tools read it before they have a token."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
     if logged_in() and "Authorization" not in request.headers:
         if request.method in ("GET", "HEAD") or csrf_ok():
             return None
@@ -51,6 +58,9 @@ def require_admin():
     except TooManyWrongTokens:
         return too_many_wrong_tokens()
     return error("missing or wrong bearer token", 401)
+
+
+api.before_request(check_against_document)  # after the token: a stranger learns nothing of the schema
 
 
 def _page() -> tuple[int, int] | tuple[None, Any]:
@@ -289,6 +299,21 @@ def stats():
 def live_board():
     """Everything the status page shows, in one request per refresh."""
     return jsonify(services().board.board())
+
+
+@api.delete("/riders/<path:phone>")
+def forget_rider(phone: str):
+    """Erase one rider's personal data at once (PRODUCT.md §7); the rescues stay, masked."""
+    svc = services()
+    number = normalise(phone, svc.settings.default_region)
+    if number is None:
+        return error("phone must be a valid phone number", 400, field="phone")
+    try:
+        erased = svc.privacy.forget_rider(number)
+    except DomainError as exc:
+        return refused(exc)
+    svc.limits.clear(f"in:{number}", svc.settings.inbound_rate_window_seconds)  # the flood counter's key
+    return jsonify({"phone": mask(number), "erased": erased})
 
 
 @api.get("/openapi.json")

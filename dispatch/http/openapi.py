@@ -1,10 +1,15 @@
 """The admin API's OpenAPI description, served at /api/openapi.json.
 
-tests/dispatch/http/test_openapi.py checks it against the routes Flask actually serves."""
+Every request is checked against it before its view runs (dispatch.http.validation), so
+what it says a request may be is what the API accepts. tests/dispatch/http/test_openapi.py
+checks it against the routes Flask serves; tests/dispatch/http/test_api_schema.py holds the
+API to it with schemathesis."""
 from __future__ import annotations
 
 from typing import Any
 
+from dispatch.model.driver import NAME_MAX, VEHICLE_MAX
+from dispatch.model.help_request import NOTE_MAX
 from dispatch.model.help_request import STATUSES as HELP_STATUSES
 from dispatch.model.rescue import STATUSES
 from dispatch.texts import LANGUAGES
@@ -12,6 +17,12 @@ from dispatch.texts import LANGUAGES
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
+
+
+def _body(required: bool, schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON request body. Unknown fields are refused (a typo is a 400, not silently ignored),
+    which is also how an integer too big for any store is refused wherever it is sent."""
+    return {"required": required, **_json({"additionalProperties": False, **schema})}
 
 
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -23,14 +34,33 @@ RESCUE = {"$ref": "#/components/schemas/Rescue"}
 HELP = {"$ref": "#/components/schemas/HelpRequest"}
 DRIVER = {"$ref": "#/components/schemas/Driver"}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+MAX_OFFSET = 100_000
 PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
-FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missing or wrong token", ERROR)}
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}}]
+FAIL = {"400": _ok("invalid input, naming the field", ERROR), "401": _ok("missing or wrong token", ERROR),
+        "403": _ok("the status page's session without its CSRF token", ERROR),
+        "429": _ok("too many wrong tokens from this address", ERROR)}
 MISSING = {"404": _ok("not found", ERROR)}
 CONFLICT = {"409": _ok("not possible in the rescue's current state", ERROR)}
+
+
+# A character str.strip() keeps: regex engines differ on what \s is, Python's str.isspace is the rule.
+NOT_SPACE = r"[^\s\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def text(max_len: int) -> dict[str, Any]:
+    """Text with at least one character that is not a space (it is stored trimmed)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": NOT_SPACE}
+
+
+PHONE = {"type": "string", "format": "phone", "description": "a valid number, E.164 or national"}
 LANGUAGE = {"type": "string", "enum": list(LANGUAGES)}
 POINT = {"type": "object", "properties": {"lat": {"type": "number"}, "lng": {"type": "number"},
                                           "label": {"type": "string"}}}
+PLACE = {"type": "object", "required": ["lat", "lng"], "additionalProperties": False,
+         "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90},
+                        "lng": {"type": "number", "minimum": -180, "maximum": 180},
+                        "label": {"type": "string", "maxLength": 120}}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -43,19 +73,19 @@ OPENAPI: dict[str, Any] = {
                     "responses": {"200": _ok("drivers", {"type": "object", "properties": {
                         "drivers": {"type": "array", "items": DRIVER}}}), **FAIL}},
             "post": {"summary": "Register a driver",
-                     "requestBody": {"required": True, **_json({
+                     "requestBody": _body(True, {
                          "type": "object", "required": ["phone", "name", "vehicle"],
-                         "properties": {"phone": {"type": "string"}, "name": {"type": "string"},
-                                        "vehicle": {"type": "string"}, "language": LANGUAGE}})},
+                         "properties": {"phone": PHONE, "name": text(NAME_MAX),
+                                        "vehicle": text(VEHICLE_MAX), "language": LANGUAGE}}),
                      "responses": {"201": _ok("the driver, phone in E.164", DRIVER), **FAIL,
                                    "409": _ok("phone already registered", ERROR)}}},
         "/api/drivers/{id}": {
             "parameters": [ID],
             "get": {"summary": "One driver", "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}},
             "patch": {"summary": "Update name, vehicle, active, location",
-                      "requestBody": {"required": True, **_json({"type": "object", "properties": {
-                          "name": {"type": "string"}, "vehicle": {"type": "string"}, "active": {"type": "boolean"},
-                          "location": POINT, "language": LANGUAGE}, "additionalProperties": False})},
+                      "requestBody": _body(True, {"type": "object", "minProperties": 1, "properties": {
+                          "name": text(NAME_MAX), "vehicle": text(VEHICLE_MAX), "active": {"type": "boolean"},
+                          "location": PLACE, "language": LANGUAGE}}),
                       "responses": {"200": _ok("driver", DRIVER), **FAIL, **MISSING}}},
         "/api/rescues": {
             "get": {"summary": "Rescues, newest first",
@@ -70,36 +100,37 @@ OPENAPI: dict[str, Any] = {
         "/api/rescues/{id}/assign": {
             "parameters": [ID],
             "post": {"summary": "Assign (or reassign) a driver",
-                     "requestBody": {"required": True, **_json({"type": "object", "required": ["driver_id"],
-                                                                "properties": {"driver_id": {"type": "string"}}})},
+                     "requestBody": _body(True, {"type": "object", "required": ["driver_id"],
+                                                                "properties": {"driver_id": {"type": "string"}}}),
                      "responses": {"200": _ok("rescue", RESCUE), **FAIL, **MISSING, **CONFLICT}}},
         "/api/rescues/{id}/cancel": {
             "parameters": [ID],
             "post": {"summary": "Cancel; repeating it is a no-op",
-                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
-                         "reason": {"type": "string", "maxLength": 200}}})},
+                     "requestBody": _body(False, {"type": "object", "properties": {
+                         "reason": text(200)}}),
                      "responses": {"200": _ok("rescue", RESCUE), **FAIL, **MISSING, **CONFLICT}}},
         "/api/rescues/{id}/refund": {
-            "parameters": [ID, {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+            "parameters": [ID, {"name": "Idempotency-Key", "in": "header",
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 100}}],
             "post": {"summary": "Refund a paid rescue, fully or partly",
-                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
-                         "amount_cents": {"type": "integer", "minimum": 1}}})},
+                     "requestBody": _body(False, {"type": "object", "properties": {
+                         "amount_cents": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}}),
                      "responses": {"201": _ok("the refund entry"), **FAIL, **MISSING, **CONFLICT,
                                    "503": _ok("Stripe did not answer; retry with the same key", ERROR)}}},
         "/api/rescues/{id}/payment-link": {
             "parameters": [ID],
             "post": {"summary": "Text the rider a fresh payment link",
-                     "responses": {"202": _ok("queued"), **FAIL, **CONFLICT}}},
+                     "responses": {"202": _ok("queued"), **FAIL, **MISSING, **CONFLICT}}},
         "/api/rescues/{id}/payments": {
             "parameters": [ID],
             "get": {"summary": "The rescue's payment ledger", "responses": {"200": _ok("ledger"), **FAIL, **MISSING}}},
         "/api/rescues/{id}/message": {
             "parameters": [ID],
             "post": {"summary": "Text the rider or driver from the rescue number",
-                     "requestBody": {"required": True, **_json({
+                     "requestBody": _body(True, {
                          "type": "object", "required": ["to", "body"],
                          "properties": {"to": {"type": "string", "enum": ["rider", "driver"]},
-                                        "body": {"type": "string", "maxLength": 600}}})},
+                                        "body": text(600)}}),
                      "responses": {"201": _ok("the message"), **FAIL, **MISSING, **CONFLICT}}},
         "/api/help-requests": {
             "get": {"summary": "People who asked for a person or were not understood, newest first",
@@ -110,14 +141,23 @@ OPENAPI: dict[str, Any] = {
         "/api/help-requests/{id}/resolve": {
             "parameters": [ID],
             "post": {"summary": "Resolve a help request, recording who and when; repeating it is a no-op",
-                     "requestBody": {"required": False, **_json({"type": "object", "properties": {
-                         "note": {"type": "string", "maxLength": 500}}})},
+                     "requestBody": _body(False, {"type": "object", "properties": {
+                         "note": {"type": "string", "maxLength": NOTE_MAX}}}),
                      "responses": {"200": _ok("the help request", HELP), **FAIL, **MISSING}}},
+        "/api/riders/{phone}": {
+            "parameters": [{"name": "phone", "in": "path", "required": True, "schema": PHONE}],
+            "delete": {"summary": "Erase one rider's personal data: message bodies, full numbers, conversation; "
+                                  "the rescues stay for accounting with a masked number",
+                       "responses": {"200": _ok("what was erased, per kind of record", {
+                           "type": "object", "properties": {"phone": {"type": "string"},
+                                                            "erased": {"type": "object"}}}),
+                                     **FAIL, "409": _ok("the rider has an open rescue", ERROR)}}},
         "/api/stats": {"get": {"summary": "Counts by status, today's medians, drivers online",
                                "responses": {"200": _ok("stats"), **FAIL}}},
         "/api/board": {"get": {"summary": "Everything the status page shows",
                                "responses": {"200": _ok("board"), **FAIL}}},
-        "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}},
+        "/api/openapi.json": {"get": {"summary": "This document (no token needed)", "security": [],
+                                      "responses": {"200": _ok("OpenAPI 3")}}},
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

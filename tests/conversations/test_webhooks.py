@@ -225,3 +225,88 @@ def test_help_requests_come_from_the_flow_through_the_help_desk(private, setting
         apply_text(services, params["MessageSid"])
     request = services.help_desk.requests.open_for(rider)
     assert request is not None and request.reason == "not_understood" and request.text == "🙃"
+
+
+@pytest.fixture
+def mongo_down(settings, services):
+    """The app over a MongoDB nothing listens on, and the real Redis: a MongoDB outage."""
+    import dataclasses
+
+    from dispatch.adapters.mongo import connect
+
+    # A prefix of its own: no live worker's sweeper records these held texts before the test does.
+    down = dataclasses.replace(settings, mongo_url="mongodb://127.0.0.1:1/", webhook_store_timeout_seconds=0.5,
+                               voice_store_timeout_seconds=0.5, redis_prefix=f"down-{uuid.uuid4().hex[:8]}")
+    own = Services(down, connect(down), services.redis)
+    return own, create_app(services=own).test_client()
+
+
+def test_texts_during_a_mongodb_outage_are_answered_200_held_once_and_recorded_in_order_after(
+        mongo_down, settings, services):
+    from dispatch.holding import release
+
+    down, client = mongo_down
+    number = new_number()
+    texts = [sms_params(number, body) for body in ("flat tire at Union Square", "skip")]
+    answers = [post_signed(client, settings, "/twilio/sms", p) for p in [texts[0], texts[0], texts[1]]]
+    assert [r.status_code for r in answers] == [200, 200, 200]  # the redelivery too
+    assert all(r.get_data(as_text=True).endswith("<Response />") for r in answers)
+    assert inbound(services, texts[0]["MessageSid"]) is None  # nothing could reach MongoDB
+
+    assert [doc["twilio_sid"] for _, doc in down.held.oldest(10)] == [p["MessageSid"] for p in texts]
+    release(down.held, services.messages)  # MongoDB is back
+    records = [list(services.db.messages.find({"key": f"in:{p['MessageSid']}"})) for p in texts]
+    assert [len(r) for r in records] == [1, 1], "each held text recorded exactly once"
+    first, second = records[0][0], records[1][0]
+    assert first["phone"] == number and first["body"] == "flat tire at Union Square"
+    assert first["seq"] < second["seq"], "the arrival order kept through the outage"
+    assert release(down.held, services.messages) == 0, "a released text is dropped from Redis"
+    outcome = apply_text(services, texts[1]["MessageSid"])  # applies the earlier one first
+    assert outcome.startswith("rider:") or outcome == "done"
+    replies = [services.db.messages.find_one({"key": f"reply:{p['MessageSid']}"}) for p in texts]
+    assert "Where should we take you" in replies[0]["body"]
+    assert replies[1]["body"].startswith("Rescue quote:")
+
+
+def test_a_call_during_a_mongodb_outage_is_told_in_words_to_text_instead(mongo_down, settings):
+    down, client = mongo_down
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": new_number(),
+              "To": RESCUE_NUMBER}
+    r = post_signed(client, settings, "/twilio/voice", params)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/xml"
+    assert "Please text this number" in body and "<Hangup" in body
+
+
+def test_the_inbound_drain_records_held_texts_before_each_batch_and_applies_them(settings, services):
+    """Once MongoDB answers again the workers' inbound drain need not wait for the sweeper:
+    each batch it takes records the texts held in Redis first, in arrival order."""
+    import dataclasses
+
+    from conversations.engine import INBOUND_BATCH, Engine, Inbound
+    from dispatch.adapters.mongo import ensure_indexes
+    from dispatch.adapters.rq_scheduler import DRAIN_INBOUND
+
+    db = services.db.client[f"held_{uuid.uuid4().hex[:10]}"]  # the drain sees only this test's texts
+    ensure_indexes(db)
+    tag = uuid.uuid4().hex[:8]
+    own = Services(dataclasses.replace(settings, redis_prefix=f"held-{tag}", queue_name=f"q_held_{tag}"), db,
+                   services.redis)
+    number = new_number()
+    held = [Inbound(sid="SM" + uuid.uuid4().hex, sender=number, body=body)
+            for body in ("flat tire at Union Square", "skip")]
+    try:
+        assert [Engine(own).hold(msg) for msg in held] == ["held", "held"]
+        assert db.messages.count_documents({"direction": "in"}) == 0
+        assert own.scheduler.drain(DRAIN_INBOUND, Engine(own).apply_pending, INBOUND_BATCH) == "drained:2"
+        assert own.held.oldest(10) == [], "recorded texts are dropped from Redis"
+        records = [db.messages.find_one({"key": f"in:{msg.sid}"}) for msg in held]
+        assert all(r is not None and r["processed"] for r in records)
+        assert records[0]["seq"] < records[1]["seq"]
+        replies = [db.messages.find_one({"key": f"reply:{msg.sid}"}) for msg in held]
+        assert "Where should we take you" in replies[0]["body"]
+        assert replies[1]["body"].startswith("Rescue quote:")
+    finally:
+        for queue in own.scheduler.queues:
+            queue.delete(delete_jobs=True)
+        services.db.client.drop_database(db.name)

@@ -319,6 +319,11 @@ class FakeMessages:
                    if d["direction"] == m.OUT and d["status"] == m.PENDING and d["attempts"] == 0]
         return [_copy(d) for d in sorted(waiting, key=lambda d: d["created_at"])][:limit]
 
+    def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
+        rows = [d for d in self.rows.values()
+                if d["phone"] == phone and d["direction"] == m.OUT and d["status"] in (m.PENDING, m.SENDING)]
+        return [_copy(d) for d in sorted(rows, key=lambda d: (d["created_at"], d.get("seq", 0)))][:limit]
+
     def stale_pending(self, older_than: int, limit: int) -> list[str]:
         return [d["_id"] for d in self.rows.values()
                 if d["direction"] == m.OUT and d["status"] == m.PENDING and d["updated_at"] < older_than][:limit]
@@ -595,6 +600,9 @@ class FakeScheduler:
 
     def send_text(self, message_id: str, delay: float = 0) -> None:
         self.calls.append(("send_text", message_id, delay))
+
+    def retry_send(self, message_id: str) -> None:
+        self.send_text(message_id, delay=1)
 
     def kick_outbox(self) -> None:
         self.calls.append(("kick_outbox", "", 0))

@@ -85,12 +85,16 @@ class RecordingScheduler:
     def __init__(self) -> None:
         self.enqueued: list[str] = []
         self.kicks: list[int] = []
+        self.retried: list[str] = []
 
     def kick_outbox(self) -> None:
         self.kicks.append(1)
 
     def send_text(self, message_id: str, delay: float = 0) -> None:
         self.enqueued.append(message_id)
+
+    def retry_send(self, message_id: str) -> None:
+        self.retried.append(message_id)
 
 
 @pytest.fixture
@@ -573,7 +577,9 @@ def private_outbox(services, settings):
     db = services.db.client[f"drain_{uuid.uuid4().hex[:10]}"]
     db.messages.create_index("key", unique=True)
     box = Outbox(MongoMessages(db), RecordingScheduler())
-    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None)
+    later = RecordingScheduler()
+    delivery = Delivery(MongoMessages(db), TwilioSender(settings), MongoOptOuts(db), services.metrics, None, later)
+    delivery.retries = later.retried
     yield box, delivery, db
     services.db.client.drop_database(db.name)
 
@@ -587,9 +593,8 @@ def test_drain_sends_every_waiting_text_once_and_each_numbers_texts_in_order(pri
             box.queue_text(phone, f"driver {step}", key=key())
     for phone in single:
         box.queue_text(phone, "hello", key=key())
-    retries: list[str] = []
-    assert delivery.drain(retries.append) == 29
-    assert delivery.drain(retries.append) == 0 and retries == []
+    assert delivery.drain() == 29
+    assert delivery.drain() == 0 and delivery.retries == []
     for phone in busy:
         assert [t.body for t in fake_twilio.wait_for_texts(phone, 3)] == ["driver assigned", "driver arrived",
                                                                           "driver done"]
@@ -604,13 +609,33 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
     to = new_number()
     doc = box.queue_text(to, "one", key=key())
     fake_twilio.fail_next(1, 503, 20503)
-    retries: list[str] = []
-    assert delivery.drain(retries.append) == 1
-    assert retries == [doc["_id"]]
+    assert delivery.drain() == 1
+    assert delivery.retries == [doc["_id"]]
     stored = message_in(db, doc["_id"])
     assert stored["status"] == "pending" and stored["attempts"] == 1
-    assert delivery.drain(retries.append) == 0, "a text that was tried once is its retry job's business"
+    assert delivery.drain() == 0, "a text that was tried once is its retry job's business"
     assert delivery.deliver(doc["_id"]) == "sent"
+
+
+def test_a_numbers_texts_wait_behind_one_mid_send_elsewhere_and_go_on_after_a_dead_claim(private_outbox,
+                                                                                      fake_twilio):
+    from dispatch.messaging import CLAIM_DEAD_MS, WAITING
+    from dispatch.model.clock import now_ms
+
+    box, delivery, db = private_outbox
+    to = new_number()
+    first, second, third = (box.queue_text(to, f"step {n}", key=key()) for n in (1, 2, 3))
+    db.messages.update_one({"_id": first["_id"]}, {"$set": {"status": "sending", "claimed_at": now_ms()}})
+    assert delivery.drain() == 0, "texts waiting behind one mid-send elsewhere do not spin a drain"
+    assert delivery.deliver(third["_id"]) == WAITING
+    assert fake_twilio.texts_to(to) == []
+    assert {message_in(db, d["_id"])["status"] for d in (second, third)} == {"pending"}
+    # The first text's worker died mid-send: after CLAIM_DEAD_MS the texts after it go on, in order.
+    db.messages.update_one({"_id": first["_id"]}, {"$set": {"claimed_at": now_ms() - CLAIM_DEAD_MS - 1}})
+    assert delivery.deliver(third["_id"]) == "sent"
+    assert [t.body for t in fake_twilio.wait_for_texts(to, 2)] == ["step 2", "step 3"]
+    assert message_in(db, first["_id"])["status"] == "sending", "the dead claim is the sweeper's to settle"
+    assert message_in(db, second["_id"])["attempts"] == 1
 
 
 def test_kicks_coalesce_into_one_waiting_kick(services, settings):

@@ -97,12 +97,16 @@ def _settled(services, key: str) -> bool:
 
 def _accept_when_offered(driver, code: str, deadline: float, offered: bool = False) -> None:
     """Offers held up by a kill may run out before they arrive; the next one comes after the
-    cool-off. Answer each offer until one is won (`offered`: the first one is already seen)."""
+    cool-off. Answer each offer until one is won (`offered`: the first one is already seen).
+    The answer to Y waits behind an offer whose worker was killed mid-send until that claim
+    counts as dead (texts to one number leave in order, PRODUCT.md §7)."""
+    from dispatch.messaging import CLAIM_DEAD_MS
+
     while True:
         if not offered:
             driver.wait_for(f"offer {code}", timeout=max(1.0, deadline - time.time()))
         offered = False
-        if "You've got" in driver.ask("Y"):
+        if "You've got" in driver.ask("Y", timeout=CLAIM_DEAD_MS / 1000 + 10):
             return
 
 

@@ -95,3 +95,52 @@ def test_concurrent_texts_from_one_number_are_each_applied_once(phone, live_serv
                  f"{TEXTS} signed texts (distinct MessageSids) from one phone posted in the same instant",
                  times=rounds * TEXTS, expected=expected, lost=lost, duplicated=duplicated,
                  counted="conversation version delta, applied sids, processed records, reply texts")
+
+
+OUT_TEXTS = 20
+
+
+def test_texts_to_one_number_leave_in_order_from_two_workers(live_service, services, fake_twilio, table):
+    """Twenty texts queued to one number, each also handed to its own send job at once: the
+    outbox drain and the send jobs run on both RQ workers side by side, and the texts must
+    still reach Twilio in the order they were queued (PRODUCT.md §7)."""
+    from rq.job import Job
+
+    from dispatch.adapters.rq_scheduler import SEND_TEXT
+    from tests.conftest import new_number
+
+    rounds = reps(2)
+    expected = lost = duplicated = out_of_order = 0
+    workers: set[str] = set()
+    for i in range(rounds):
+        to = new_number()
+        bodies = [f"update {i}.{n:02d}" for n in range(OUT_TEXTS)]
+        jobs = []
+        for body in bodies:
+            doc = services.outbox.queue_text(to, body, key=f"order:{uuid.uuid4().hex}", kind="test")
+            jobs.append(services.scheduler.queue.enqueue(SEND_TEXT, doc["_id"]))
+        fake_twilio.wait_for_texts(to, OUT_TEXTS, timeout=40)
+        time.sleep(1.0)  # a doubled send would show
+        got = [t.body for t in fake_twilio.texts_to(to)]
+        miss, dup = tally(OUT_TEXTS, len(got))
+        expected, lost, duplicated = expected + OUT_TEXTS, lost + miss, duplicated + dup
+        received = [b for b in got if b in bodies]
+        out_of_order += sum(1 for a, b in zip(received, received[1:], strict=False) if a > b)
+        for job in jobs:
+            try:
+                name = Job.fetch(job.id, connection=services.redis).worker_name
+            except Exception:  # noqa: BLE001 - an expired job result: its worker is unknown
+                continue
+            if name:
+                workers.add(name)
+        assert (miss, dup) == (0, 0), f"APP BUG: {OUT_TEXTS} texts to one number: {len(got)} reached Twilio: {got}"
+        assert received == bodies, f"APP BUG: texts to one number left out of order: {received}"
+    table.record("Texts to one number from two workers",
+                 f"{OUT_TEXTS} texts queued to one number, each also given its own send job at once, so the "
+                 "outbox drain and the send jobs of both RQ workers race for them",
+                 times=rounds * OUT_TEXTS, expected=expected, lost=lost, duplicated=duplicated,
+                 counted="texts at the fake Twilio per number, and their order (out of order: "
+                         f"{out_of_order})")
+    table.figure("Outbound order", f"{rounds} x {OUT_TEXTS} texts to one number; send jobs run by "
+                                   f"{len(workers)} workers; {out_of_order} pairs out of order")
+    assert len(workers) >= 2, f"the send jobs all ran on one worker ({workers}): the race was not run"

@@ -45,6 +45,10 @@ class MongoMessages:
         docs = self.col.find({"direction": m.OUT, "status": m.PENDING, "attempts": 0}, {"phone": 1, "created_at": 1})
         return list(docs.sort("created_at", 1).limit(limit))
 
+    def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
+        docs = self.col.find({"phone": phone, "direction": m.OUT, "status": {"$in": [m.PENDING, m.SENDING]}})
+        return list(docs.sort([("created_at", 1), ("seq", 1)]).limit(limit))
+
     def stale_pending(self, older_than: int, limit: int) -> list[str]:
         docs = self.col.find({"direction": m.OUT, "status": m.PENDING, "updated_at": {"$lt": older_than}}, {"_id": 1})
         return [d["_id"] for d in docs.limit(limit)]

@@ -185,3 +185,26 @@ def test_a_web_process_started_while_mongodb_is_down_still_answers_healthz(setti
     down = dataclasses.replace(settings, mongo_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300")
     r = create_app(settings=down).test_client().get("/healthz")
     assert r.status_code == 503 and r.get_json()["mongodb"] is False
+
+
+def test_what_schemathesis_found_is_answered_as_the_document_says(client, admin_headers, services):
+    """Cases a schema-driven fuzzer found: each a documented 4xx with an error body, never a 500."""
+    huge = client.get("/api/rescues?offset=386793457036552703072506359054336", headers=admin_headers)
+    assert huge.status_code == 400 and huge.get_json()["field"] == "offset"
+    deep = client.post("/api/drivers", data="[" * 5000 + "]" * 5000,
+                       headers={**admin_headers, "Content-Type": "application/json"})
+    assert deep.status_code == 400 and "error" in deep.get_json()
+    big = client.post("/api/drivers", json={"phone": new_number(), "name": "Big", "vehicle": "Van", "n": 2**70},
+                      headers=admin_headers)
+    assert big.status_code == 400
+    for body, field in [({"phone": "", "name": "A", "vehicle": "Van"}, "phone"),
+                        ({"phone": new_number(), "name": "", "vehicle": "Van"}, "name"),
+                        ({"phone": new_number(), "name": "   ", "vehicle": "Van"}, "name")]:
+        r = client.post("/api/drivers", json=body, headers=admin_headers)
+        assert r.status_code == 400 and r.get_json()["field"] == field, (body, r.get_json())
+    assert client.post("/api/rescues/nope/cancel", json={"reason": ""}, headers=admin_headers).status_code == 400
+    refund = client.post("/api/rescues/nope/refund", json={"amount_cents": 2}, headers=admin_headers)
+    assert refund.status_code == 404, refund.get_json()
+    spec = client.get("/api/openapi.json")  # no token: tools read it first
+    assert spec.status_code == 200 and spec.get_json()["openapi"].startswith("3.")
+    assert client.get("/api/rescues?colour=red", headers=admin_headers).status_code == 400
