@@ -6,9 +6,9 @@ delivered. The send job claims it (`pending` -> `sending`) before calling the ca
 a retried or duplicated job does not send it again.
 
 Sends are not serial, and not one job per text. A new text only "kicks" the outbox: at
-most one drain job is queued per kick, and it sends every never-tried pending text in
-batches on a thread pool (the carrier answers in ~200 ms, and a job costs ~10 ms of queue
-round trips). The claim makes concurrent drains safe. A text that fails transiently
+most one kick waits, and a worker's outbox drain thread sends every never-tried pending
+text in batches on a thread pool (the carrier answers in ~200 ms, and an RQ job costs
+~10 ms of queue round trips). The claim makes concurrent drains safe. A text that fails transiently
 leaves the batch and is retried by its own send job with back-off; texts the sweeper
 finds stuck are re-sent the same way.
 
