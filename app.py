@@ -31,6 +31,7 @@ WEB_WORKERS = 2
 WEB_THREADS = 8
 STOP_TIMEOUT_SECONDS = 10
 MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
+COUNTED_REDIS = "dispatch.adapters.metrics.CountedRedis"  # RQ's own round trips are counted too
 NO_STRIPE = "   (no Stripe: test-payment pages)"
 CONFIG_ERROR_EXIT = 2
 RESTART_PAUSE_SECONDS = 1.0
@@ -302,6 +303,7 @@ def main() -> int:
         for i in range(settings.rq_workers):
             sup.start(f"worker{i}", [str(bindir / "rq"), "worker", "--with-scheduler", "--url",
                                      env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
+                                     "--connection-class", COUNTED_REDIS,
                                      urgent_queue_name(settings.queue_name), settings.queue_name], env)
         sup.start("web", [str(bindir / "gunicorn"), "--workers", str(WEB_WORKERS), "--worker-class", "gthread",
                           "--threads", str(WEB_THREADS), "--bind", f"{settings.host}:{settings.port}",

@@ -113,16 +113,18 @@ class Stack:
         env.update(extra)
         return env
 
-    def spawn(self, cmd: list[str], env: dict[str, str], log_name: str | None = None) -> subprocess.Popen:
+    def spawn(self, cmd: list[str], env: dict[str, str], log_name: str | None = None,
+              cwd: Path = ROOT) -> subprocess.Popen:
         out = open(self.data / log_name, "ab") if log_name else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append(proc)
         return proc
 
-    def start_app(self, env: dict[str, str]) -> subprocess.Popen:
-        """`python app.py`: gunicorn (2 gthread workers x 8 threads) + 2 RQ workers with the scheduler."""
-        proc = self.spawn([sys.executable, "app.py"], env, "app.log")
+    def start_app(self, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
+        """`python app.py` (of the tree at `cwd`): gunicorn (2 gthread workers x 8 threads) + 2 RQ
+        workers with the scheduler."""
+        proc = self.spawn([sys.executable, "app.py"], env, "app.log", cwd=cwd)
         wait_healthy(env["PUBLIC_BASE_URL"], proc, self.data / "app.log")
         return proc
 
@@ -140,6 +142,7 @@ class Stack:
                         log_name: str = "worker.log") -> subprocess.Popen:
         """The Procfile's `worker:` line."""
         cmd = [str(BIN / "rq"), "worker", "--url", env["REDIS_URL"], "--worker-class", "dispatch.worker.Worker",
+               "--connection-class", "dispatch.adapters.metrics.CountedRedis",
                "--path", str(ROOT)]
         if scheduler:
             cmd.append("--with-scheduler")

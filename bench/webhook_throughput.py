@@ -59,10 +59,14 @@ def web_pids(gunicorn_pid: int) -> list[int]:
 
 
 def drain(stack: Stack, env: dict[str, str], timeout: float = 600) -> tuple[int, float]:
-    """Wait until the send queue is empty and the fake Twilio stops receiving; (texts, seconds)."""
+    """Wait until no text is left to apply or send (the drains run in the workers' threads, so
+    the RQ queues alone do not say it), the queues are empty and the fake Twilio stops
+    receiving; (texts, seconds)."""
+    import pymongo
     import redis
     from rq import Queue
 
+    messages = pymongo.MongoClient(env["MONGO_URL"])["supportcarr"].messages
     conn = redis.Redis.from_url(env["REDIS_URL"])
     name = env.get("RQ_QUEUE", "default")
     queues = [Queue(f"{name}-urgent", connection=conn), Queue(name, connection=conn)]
@@ -73,7 +77,9 @@ def drain(stack: Stack, env: dict[str, str], timeout: float = 600) -> tuple[int,
         if count != last_count:
             last_count, last_change = count, time.time()
         if all(q.count == 0 and q.started_job_registry.count == 0 for q in queues) and \
-                time.time() - last_change > 0.5:
+                time.time() - last_change > 0.5 and not messages.find_one(
+                    {"$or": [{"direction": "in", "processed": False},
+                             {"direction": "out", "status": {"$in": ["pending", "sending"]}}]}, {"_id": 1}):
             break
         time.sleep(0.05)
     return last_count - before, max(1e-9, last_change - t0)

@@ -163,25 +163,27 @@ class Engine:
     def apply_pending(self) -> int:
         """One batch of the inbound drain: the oldest unapplied texts, one lane per number on
         a thread pool (a number's texts in order, different numbers side by side). Returns
-        how many numbers it moved on, so a drain stops when only a busy number (a call in
-        progress) or a failing text is left: those wait for the next kick or the sweeper's."""
-        release(self.svc.held, self.svc.messages)  # texts held through an outage arrived first
+        how many texts it looked at, or 0 if it moved no number on, so a drain stops when only
+        a busy number (a call in progress) or a failing text is left: those wait for the next
+        kick or the sweeper's. Texts held in Redis through a MongoDB outage arrived first: they
+        are recorded before each look."""
+        release(self.svc.held, self.svc.messages)
         batch = self.svc.messages.unapplied(INBOUND_BATCH)
         if not batch:
             return 0
         last: dict[str, dict[str, Any]] = {}
         for doc in batch:  # each number's latest: applying it applies the earlier ones first
             last[doc["phone"]] = doc
-        outcomes = list(_pool().map(self._apply_lane, [d["_id"] for d in last.values()]))
-        return sum(outcome not in ("busy", "failed") for outcome in outcomes)
+        outcomes = list(_pool().map(self._apply_lane, last.values()))
+        return len(batch) if any(outcome not in ("busy", "failed") for outcome in outcomes) else 0
 
-    def _apply_lane(self, message_id: str) -> str:
+    def _apply_lane(self, seen: dict[str, Any]) -> str:
         try:
-            return self.apply_recorded(message_id, wait=LANE_LOCK_WAIT_SECONDS)
+            return self.apply_recorded(seen["_id"], wait=LANE_LOCK_WAIT_SECONDS, seen=seen)
         except Busy:
             return "busy"
         except Exception:
-            log.exception("inbound_apply_failed", message_id=message_id)
+            log.exception("inbound_apply_failed", message_id=seen["_id"])
             return "failed"
 
     @contextmanager
@@ -193,11 +195,14 @@ class Engine:
                 raise Busy(phone)
             yield
 
-    def apply_recorded(self, message_id: str, wait: float = JOB_LOCK_WAIT_SECONDS) -> str:
+    def apply_recorded(self, message_id: str, wait: float = JOB_LOCK_WAIT_SECONDS,
+                       seen: dict[str, Any] | None = None) -> str:
         """Apply a recorded text, and before it every earlier unapplied text from the same
         number, in arrival order, under the number's lock: two workers picking up two texts
-        from one rider still apply them one at a time and in order."""
-        doc = self.svc.messages.inbound(message_id)
+        from one rider still apply them one at a time and in order. `seen`: the text's phone
+        and seq as the drain's look found it unapplied (saves reading it again; under the lock
+        the number's unapplied texts are read anyway, so one applied meanwhile is skipped)."""
+        doc = seen or self.svc.messages.inbound(message_id)
         if doc is None or doc.get("processed"):
             return "done"
         outcome = "done"

@@ -7,6 +7,7 @@ rules (`Core`) over in-memory fakes (tests/dispatch/fakes.py).
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
 
@@ -16,7 +17,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 from rq import Queue
 
-from dispatch.adapters.metrics import PrometheusMetrics
+from dispatch.adapters.metrics import CountedRedis, MongoOpCounter, PrometheusMetrics
 from dispatch.adapters.mongo import connect, ensure_indexes
 from dispatch.adapters.mongo.accounts import MongoAccounts
 from dispatch.adapters.mongo.conversations import MongoConversations, MongoVoiceSteps
@@ -214,8 +215,8 @@ class Services(Core):
 def redis_client(settings: Settings) -> redis_lib.Redis:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (python app.py starts an embedded server)")
-    # RQ stores pickled bytes, so responses are not decoded.
-    return redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
+    # RQ stores pickled bytes, so responses are not decoded. Every command is counted (/metrics).
+    return CountedRedis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
                                     health_check_interval=30)
 
 
@@ -223,7 +224,7 @@ def build_services(settings: Settings) -> Services:
     """Connect and make sure the indexes exist. A process that starts while MongoDB is down
     (a web worker replaced mid-outage, say) still starts: it answers 503s and /healthz until
     the store is back, and the next process to start creates whatever index is missing."""
-    db = connect(settings)
+    db = connect(settings, listeners=[MongoOpCounter()])
     try:
         ensure_indexes(db)
     except PyMongoError as exc:
@@ -232,11 +233,15 @@ def build_services(settings: Settings) -> Services:
 
 
 _worker_services: Services | None = None
+_worker_services_lock = threading.Lock()
 
 
 def worker_services() -> Services:
-    """The services of a worker process, built on first use from its environment."""
+    """The services of a worker process, built on first use from its environment (once, though
+    the job loop, the sweeper and the drain threads may all ask first)."""
     global _worker_services
     if _worker_services is None:
-        _worker_services = build_services(load_settings())
+        with _worker_services_lock:
+            if _worker_services is None:
+                _worker_services = build_services(load_settings())
     return _worker_services

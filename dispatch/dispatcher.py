@@ -266,6 +266,7 @@ class Dispatcher:
         self.offers.move(offer.id, None, status=of.ACCEPTED)
         self.drivers.move(driver.id, None, status=ON_JOB, rescue_id=rescue.id, offer_id=None)
         self._withdraw_offers(rescue.id, reason="taken", keep=offer.id)
+        self.scheduler.cancel_expiry(offer.id)
         log.info("offer_accepted", rescue_id=rescue.id, offer_id=offer.id, driver_id=driver.id)
         return Accepted(rescue, self.links.job_url(rescue, driver.id))
 
@@ -302,6 +303,7 @@ class Dispatcher:
         if offer is None or self.offers.move(offer.id, (of.OPEN,), status=of.DECLINED, answered_at=now_ms()) is None:
             return self._late_answer(driver, None)
         self._release_offered(driver.id, offer.id)
+        self.scheduler.cancel_expiry(offer.id)
         self.bus.publish(ev.OfferDeclined(rescue_id=offer.rescue_id, by=f"driver:{driver.id}", offer_id=offer.id,
                                           driver_id=driver.id))
         return Declined(offer.rescue_code)
@@ -313,7 +315,7 @@ class Dispatcher:
             return "not-open"
         remaining = offer.expires_at - now_ms()
         if remaining > 0 and not force:  # the scheduler can run up to 1 s early: never expire early
-            self.scheduler.expire_offer(offer_id, remaining / 1000 + 0.05)
+            self.scheduler.expire_offer(offer_id, remaining / 1000 + 0.05, rearm=True)
             return "early"
         if self.offers.move(offer_id, (of.OPEN,), status=of.EXPIRED, expired_at=now_ms()) is None:
             return "not-open"

@@ -6,9 +6,9 @@ delivered. The send job claims it (`pending` -> `sending`) before calling the ca
 a retried or duplicated job does not send it again.
 
 Sends are not serial, and not one job per text. A new text only "kicks" the outbox: at
-most one drain job is queued per kick, and it sends every never-tried pending text in
-batches on a thread pool (the carrier answers in ~200 ms, and a job costs ~10 ms of queue
-round trips). The claim makes concurrent drains safe. A text that fails transiently
+most one kick waits, and a worker's outbox drain thread sends every never-tried pending
+text in batches on a thread pool (the carrier answers in ~200 ms, and an RQ job costs
+~10 ms of queue round trips). The claim makes concurrent drains safe. A text that fails transiently
 leaves the batch and is retried by its own send job with back-off; texts the sweeper
 finds stuck are re-sent the same way.
 
@@ -96,12 +96,14 @@ class Delivery:
 
     def drain(self) -> int:
         """Send one batch of never-tried pending texts, one lane per number on a thread pool.
-        Returns how many texts it moved on (a batch of texts all waiting behind others is 0,
-        so a drain stops rather than spinning on them)."""
+        Returns how many texts it took, for `RqScheduler.drain` to tell a full batch from a
+        short one; 0 when none of them moved on (all waiting behind texts mid-send elsewhere),
+        so a drain stops rather than spinning on them."""
         batch = self.messages.unsent(SEND_BATCH)
         phones = list(dict.fromkeys(msg["phone"] for msg in batch))
-        moved = self._executor().map(self._lane, phones)
-        return sum(outcome != WAITING for lane in moved for outcome in lane.values())
+        lanes = list(self._executor().map(self._lane, phones))  # every lane done before the next look
+        moved = any(outcome != WAITING for lane in lanes for outcome in lane.values())
+        return len(batch) if moved else 0
 
     def deliver(self, message_id: str) -> str:
         """The send job's body: this text, after every earlier pending text to its number.
@@ -153,7 +155,7 @@ class Delivery:
         """One text in its lane; RETRYING when it failed for now (its retry is arranged), WAITING
         when the lane could not tell (the sweeper re-sends it)."""
         try:
-            return self._send(msg)
+            return self._send(msg["_id"])
         except SendFailed:  # transient (a lasting failure is recorded and returned)
             if msg["_id"] == raise_for:
                 raise
@@ -169,16 +171,20 @@ class Delivery:
             self._pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
         return self._pool
 
-    def _send(self, msg: dict[str, Any]) -> str:
-        message_id = msg["_id"]
+    def _send(self, message_id: str) -> str:
+        """Claim the text (one round trip that also returns it, so what is sent is what was
+        claimed), check the opt-out registry, send."""
+        msg = self.messages.claim(message_id, now_ms())
+        if msg is None:
+            return CLAIMED_ELSEWHERE
         if self.optouts.is_opted_out(msg["phone"]):
-            if not self.messages.finish(message_id, m.PENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE)):
-                return CLAIMED_ELSEWHERE
+            # Never tried at the carrier: the attempt the claim counted is given back.
+            if not self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
+                                        attempts=msg.get("attempts", 0)):
+                return CLAIMED_ELSEWHERE  # the sweeper took it back meanwhile
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
             return m.SUPPRESSED
-        if not self.messages.claim(message_id, now_ms()):
-            return CLAIMED_ELSEWHERE
         try:
             sid = self.sender.send(msg["phone"], msg["body"], self.status_callback)
         except SendFailed as exc:

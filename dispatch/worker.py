@@ -4,9 +4,17 @@
 
 (`default` is RQ_QUEUE's default; the urgent queue is listed first so it is drained first.) A
 `SimpleWorker` (no fork per job: about 3 ms to start a job instead of 10) that sets up
-logging and Sentry once per process, and runs the sweeper in a thread: every worker process
-has one, a Redis lock lets one sweep at a time, and nothing in Redis has to survive for the
-sweeping to go on. The job bodies build the process's services on first use.
+logging and Sentry once per process, and runs beside RQ's loop, in threads:
+
+- the heartbeat, for /healthz;
+- the sweeper: every worker process has one, a Redis lock lets one sweep at a time, and
+  nothing in Redis has to survive for the sweeping to go on;
+- one thread per drain (inbound texts, the outbox, rescues to search for), each blocked on its kick list
+  (`RqScheduler.next_kick`) and running the drain when kicked (see
+  dispatch.adapters.rq_scheduler for why drains are not RQ jobs). A warm shutdown lets a
+  running drain finish.
+
+The job and drain bodies build the process's services on first use.
 """
 from __future__ import annotations
 
@@ -15,11 +23,20 @@ import time
 
 import structlog
 from rq import SimpleWorker
+from rq.utils import import_attribute
 
 from dispatch.adapters.logs import RQ_LOGGERS, adopt, setup_logging
-from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, HEARTBEAT_SECONDS, WorkerHeartbeats
+from dispatch.adapters.rq_scheduler import (
+    DISPATCH_BATCH,
+    DRAIN_DISPATCH,
+    DRAIN_OUTBOX,
+    DRAINS,
+    HEARTBEAT_SECONDS,
+    WorkerHeartbeats,
+)
 from dispatch.bootstrap import worker_services
 from dispatch.config import load_settings
+from dispatch.messaging import SEND_BATCH
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +44,8 @@ SWEEPER_LOCK = "lock:sweeper"
 # RQ retakes a dead scheduler's lock only during maintenance (every 10 min by default): after a
 # worker is killed, timers and retry back-offs would stall that long.
 MAINTENANCE_SECONDS = 30
+DRAIN_WAIT_SECONDS = 2  # how long a drain thread blocks on its kick list before it checks for a stop
+DRAIN_STOP_SECONDS = 30  # a warm shutdown waits this long for running drains
 
 
 class Worker(SimpleWorker):
@@ -47,9 +66,46 @@ class Worker(SimpleWorker):
         return super().execute_job(job, queue)
 
     def work(self, *args, **kwargs):
+        if kwargs.get("burst"):  # run the drains kicked so far, the queues, then the drains again
+            self._drain_kicked()
+            try:
+                return super().work(*args, **kwargs)
+            finally:
+                self._drain_kicked()
         threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True).start()
-        return super().work(*args, **kwargs)
+        stopping = threading.Event()
+        drains = [threading.Thread(target=self._drain_forever, args=(path, stopping), name=f"drain-{path}",
+                                   daemon=True) for path in DRAINS]
+        for thread in drains:
+            thread.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            stopping.set()
+            for thread in drains:
+                thread.join(DRAIN_STOP_SECONDS)
+
+    def _drain_forever(self, path: str, stopping: threading.Event) -> None:
+        body = import_attribute(path)
+        while not stopping.is_set():
+            try:
+                if worker_services().scheduler.next_kick(path, DRAIN_WAIT_SECONDS):
+                    self._run_drain(path, body)
+            except Exception:
+                log.exception("drain_failed", drain=path)
+                stopping.wait(1)
+
+    def _drain_kicked(self) -> None:
+        for path in DRAINS:
+            while worker_services().scheduler.next_kick(path, 0):
+                self._run_drain(path, import_attribute(path))
+
+    @staticmethod
+    def _run_drain(path: str, body) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(process="worker", job=path)
+        body()
 
     def register_death(self, *args, **kwargs) -> None:
         with self._beating:  # no beat after this one: a late beat would count a dead worker
@@ -93,13 +149,28 @@ def send_text(message_id: str) -> str:
 
 def send_pending() -> str:
     svc = worker_services()
-    return svc.scheduler.drain(DRAIN_OUTBOX, svc.delivery.drain)
+    return svc.scheduler.drain(DRAIN_OUTBOX, svc.delivery.drain, SEND_BATCH)
 
 
 def dispatch_rescue(rescue_id: str) -> str:
+    """A search's retry timer."""
+    return worker_services().dispatcher.dispatch(rescue_id)
+
+
+def dispatch_waiting() -> str:
+    """The dispatch drain: the rescues waiting for a search, one after another."""
     svc = worker_services()
-    svc.scheduler.dispatch_starting(rescue_id)
-    return svc.dispatcher.dispatch(rescue_id)
+
+    def batch() -> int:
+        taken = svc.scheduler.waiting_dispatches(DISPATCH_BATCH)
+        for rescue_id in taken:
+            try:
+                svc.dispatcher.dispatch(rescue_id)
+            except Exception:  # one rescue's failure must not stop the others; the sweeper re-drives
+                log.exception("dispatch_failed", rescue_id=rescue_id)
+        return len(taken)
+
+    return svc.scheduler.drain(DRAIN_DISPATCH, batch, DISPATCH_BATCH)
 
 
 def expire_offer(offer_id: str) -> str:

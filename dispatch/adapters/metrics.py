@@ -1,14 +1,21 @@
 """The Metrics port on Prometheus. Counters and histograms are multi-process safe under
 gunicorn and RQ when PROMETHEUS_MULTIPROC_DIR is set (the launcher sets it); figures the
 stores already hold (rescues by status, queue depth, failed jobs) are read at scrape time.
+
+Also the store round-trip counters: every MongoDB command (a pymongo `CommandListener`) and
+every Redis command (a redis-py connection class, so pipelines count each queued command,
+and so does whatever wraps the client above it), by kind, so /metrics and bench/rescue_cost.py
+can say what one rescue costs the stores.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
 
+import redis
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from pymongo import monitoring
 from rq import Queue
 
 from dispatch.model import events as ev
@@ -23,6 +30,8 @@ TIME_TO_ASSIGN = Histogram("supportcarr_time_to_assign_seconds", "Rescue request
                            buckets=(5, 10, 20, 30, 60, 120, 300, 600, 900, 1800))
 OFFER_OUTCOMES = {ev.OfferMade: "made", ev.OfferDeclined: "declined", ev.OfferExpired: "expired",
                   ev.OfferWithdrawn: "withdrawn", ev.DriverAssigned: "accepted"}
+MONGO_OPS = Counter("supportcarr_mongo_ops_total", "MongoDB commands sent", ["command", "collection"])
+REDIS_COMMANDS = Counter("supportcarr_redis_commands_total", "Redis commands sent", ["command"])
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OUTCOME_LABEL_MAX = 40
 
@@ -43,6 +52,78 @@ class PrometheusMetrics:
 
     def webhook_seconds(self, route: str, seconds: float) -> None:
         WEBHOOK_SECONDS.labels(route).observe(seconds)
+
+
+class MongoOpCounter(monitoring.CommandListener):
+    """Counts each command pymongo sends (retries and getMores included: each is a round trip)."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str], object] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        key = (event.command_name, target if isinstance(target, str) else "")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = MONGO_OPS.labels(*key)
+        child.inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_redis_children: dict[bytes | str, object] = {}
+
+
+def _count_redis(name: bytes | str) -> None:
+    child = _redis_children.get(name)
+    if child is None:
+        label = name.decode() if isinstance(name, bytes) else str(name)
+        child = _redis_children[name] = REDIS_COMMANDS.labels(label.upper())
+    child.inc()
+
+
+class _CountedCommands:
+    """Mixed into the connection that talks to the server: single commands go through
+    `send_command`, pipelines and transactions (MULTI and EXEC included) through `pack_commands`."""
+
+    def send_command(self, *args, **kwargs):
+        _count_redis(args[0])
+        return super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands):
+        commands = list(commands)
+        for command in commands:
+            _count_redis(command[0])
+        return super().pack_commands(commands)
+
+
+class _CountedTcp(_CountedCommands, redis.connection.Connection):
+    pass
+
+
+class _CountedTls(_CountedCommands, redis.connection.SSLConnection):
+    pass
+
+
+class _CountedUnix(_CountedCommands, redis.connection.UnixDomainSocketConnection):
+    pass
+
+
+_COUNTED_BY_SCHEME = {"redis": _CountedTcp, "rediss": _CountedTls, "unix": _CountedUnix}
+
+
+class CountedRedis(redis.Redis):
+    """`redis.Redis` whose connections count their commands; also what
+    `rq worker --connection-class` builds, so RQ's own round trips are counted too."""
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs) -> CountedRedis:
+        kwargs.setdefault("connection_class", _COUNTED_BY_SCHEME[url.split("://", 1)[0]])
+        return super().from_url(url, **kwargs)
 
 
 class _StoreCollector:

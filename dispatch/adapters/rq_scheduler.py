@@ -4,11 +4,15 @@ Every job may run twice (a worker killed mid-job is retried), so each body in
 `dispatch.worker` is idempotent: it re-reads the records and acts only if the work is
 still to be done.
 
-Two queues: workers drain `<RQ_QUEUE>-urgent` (conversation steps, dispatch, offer expiry,
-the outbox drain) before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or
-retried vendor calls never delay an offer or its expiry. Work that arrives in floods
-(inbound texts, texts out) is recorded in MongoDB and "kicks" a drain job that takes it in
-batches; dispatch triggers for one rescue coalesce into the one job already waiting.
+Two queues: workers take `<RQ_QUEUE>-urgent` (the offer timers, a search's retry timer)
+before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or retried vendor calls
+never delay an offer's expiry. Work that comes often and is short (inbound texts, texts out,
+a search for a rescue now) is written down (texts in MongoDB, rescues to search in a Redis
+set) and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends about
+60 Redis commands on the bookkeeping of each job, more than the work of a short drain, so
+each worker process has a thread per drain blocked on the drain's kick list (`next_kick`),
+and a kick is two commands. Dispatch triggers for one rescue coalesce in the set until a
+drain takes it.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.job import Job
 
 from dispatch.adapters.redis_keys import KeySpace
 
@@ -36,16 +41,21 @@ DISPATCH_RESCUE = "dispatch.worker.dispatch_rescue"
 EXPIRE_OFFER = "dispatch.worker.expire_offer"
 PAYMENT_LINK = "dispatch.worker.create_payment_link"
 DRAIN_INBOUND = "conversations.jobs.apply_pending"
-# Drained before the other queue: conversation steps, dispatch, expiry, and the outbox drain
-# (offers and replies are texts). The other queue holds payment links and per-text retries.
-URGENT = {DRAIN_INBOUND, DISPATCH_RESCUE, EXPIRE_OFFER, DRAIN_OUTBOX}
-# Triggers that can fire in bursts for one rescue (a driver freed, a decline, the sweeper):
-# at most one such job waits per argument. Without this a backlog fed on its own duplicates.
-COALESCED = {DISPATCH_RESCUE}
-PENDING_TTL_SECONDS = 30  # a lost job's mark blocks new ones at most this long
+DRAIN_DISPATCH = "dispatch.worker.dispatch_waiting"
+# Run by each worker's drain threads, not queued (see above).
+DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX, DRAIN_DISPATCH)
+DISPATCH_BATCH = 16  # rescues one look of the dispatch drain takes
+# Taken before the other queue: the timers. The other queue holds payment links and per-text retries.
+URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 KICK_PREFIX = "kick:"
 KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
+# KEYS: the kick key, the kick list[, a work set]; ARGV: the kick's TTL[, the member to add].
+KICK_SCRIPT = """
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[2]) end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then redis.call('LPUSH', KEYS[2], '1') end
+return 1
+"""
 HEARTBEAT_KEY = "workers:heartbeat"
 HEARTBEAT_SECONDS = 2.0
 # A worker that missed this many beats is dead (killed, or its machine gone).
@@ -62,6 +72,7 @@ class RqScheduler:
 
     def __init__(self, queue: Queue, urgent: Queue, keys: KeySpace) -> None:
         self.queue, self.urgent, self.keys = queue, urgent, keys
+        self._kick_script = urgent.connection.register_script(KICK_SCRIPT)
 
     @property
     def queues(self) -> list[Queue]:
@@ -70,13 +81,25 @@ class RqScheduler:
 
     # -- the Scheduler port ------------------------------------------------------------------
     def dispatch(self, rescue_id: str, delay: float = 0) -> None:
+        """Now: into the set the dispatch drain takes (triggers that fire in bursts for one
+        rescue, a driver freed, a decline, the sweeper, fold into one); later: a timer job."""
         if delay:
             self._later(delay, DISPATCH_RESCUE, rescue_id)
-        else:
-            self._now(DISPATCH_RESCUE, rescue_id)
+            return
+        self._kick(DRAIN_DISPATCH, into=(self._dispatch_key, rescue_id))
 
-    def expire_offer(self, offer_id: str, after_seconds: float) -> None:
-        self._later(after_seconds, EXPIRE_OFFER, offer_id)
+    def expire_offer(self, offer_id: str, after_seconds: float, rearm: bool = False) -> None:
+        # The first timer has a known id, so an answered offer's timer can be taken back
+        # (about 60 commands of RQ bookkeeping saved per offer); a re-armed one runs.
+        self._later(after_seconds, EXPIRE_OFFER, offer_id, job_id=None if rearm else _timer_id(offer_id))
+
+    def cancel_expiry(self, offer_id: str) -> None:
+        job_id = _timer_id(offer_id)
+        try:
+            if self.urgent.scheduled_job_registry.remove(job_id):
+                self.urgent.connection.delete(Job.key_for(job_id))
+        except RedisError as exc:
+            log.warning("cancel_failed", job=EXPIRE_OFFER, error=type(exc).__name__)
 
     def payment_link(self, rescue_id: str) -> None:
         self._now(PAYMENT_LINK, rescue_id, retry=Retry(max=len(PAYMENT_RETRY_INTERVALS),
@@ -100,22 +123,42 @@ class RqScheduler:
     def kick_inbound(self) -> None:
         self._kick(DRAIN_INBOUND)
 
-    # -- for the job bodies ------------------------------------------------------------------
-    def dispatch_starting(self, rescue_id: str) -> None:
-        """A coalesced job clears its mark before it reads any state, so a trigger that
-        arrives after this is queued anew and one before it is seen by this run."""
-        self.urgent.connection.delete(self.keys(_pending_key(DISPATCH_RESCUE, rescue_id)))
+    # -- for the job and drain bodies --------------------------------------------------------
+    @property
+    def _dispatch_key(self) -> str:
+        return self.keys(f"dispatch:waiting:{self.queue.name}")
 
-    def drain(self, drain: str, take_batch: Callable[[], int]) -> str:
-        """Run a drain: batch after batch until nothing is left or DRAIN_ROUNDS have run, then
-        hand over to a fresh drain job so other urgent work gets the worker in between. The
-        drain clears its kick before each look at its work (see `_kick`)."""
+    def waiting_dispatches(self, limit: int) -> list[str]:
+        """Take up to `limit` rescues waiting for a search. A drain takes them before it reads
+        any state, so a trigger after this puts the rescue back and one before it is seen."""
+        taken = self.urgent.connection.spop(self._dispatch_key, limit) or []
+        return [t.decode() if isinstance(t, bytes) else t for t in taken]
+
+    def dispatch_waiting(self, rescue_id: str) -> bool:
+        return bool(self.urgent.connection.sismember(self._dispatch_key, rescue_id))
+
+    def next_kick(self, drain: str, wait_seconds: int) -> bool:
+        """Wait up to `wait_seconds` (0: do not wait) for `drain` to be kicked; True once it was.
+        One waiting drain thread, in whichever worker, takes each kick."""
+        key = self.keys(_kick_list(drain, self.queue.name))
+        if wait_seconds:
+            return self.urgent.connection.brpop([key], timeout=wait_seconds) is not None
+        return self.urgent.connection.rpop(key) is not None
+
+    def kicks_waiting(self, drain: str) -> int:
+        return int(self.urgent.connection.llen(self.keys(_kick_list(drain, self.queue.name))))
+
+    def drain(self, drain: str, take_batch: Callable[[], int], batch_size: int) -> str:
+        """Run a drain: batch after batch until a batch comes back short of `batch_size` or
+        DRAIN_ROUNDS have run, then kick it again so the other drains and threads get their
+        turn in between. The drain clears its kick before each look at its work (see `_kick`),
+        so work stored after a short look has kicked again: no second, empty look is needed."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
             self.urgent.connection.delete(self.keys(_kick_key(drain, self.queue.name)))
             taken = take_batch()
             done += taken
-            if not taken:
+            if taken < batch_size:
                 return f"drained:{done}"
         self._kick(drain)
         return f"continued:{done}"
@@ -123,35 +166,34 @@ class RqScheduler:
     # -- RQ ----------------------------------------------------------------------------------
     def _now(self, path: str, arg: str, retry: Retry | None = None) -> None:
         try:
-            if path in COALESCED and not self.urgent.connection.set(
-                    self.keys(_pending_key(path, arg)), "1", nx=True, ex=PENDING_TTL_SECONDS):
-                return  # one is queued and has not started: it will see whatever asked for this one
             self._queue(path).enqueue(path, arg, retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
 
-    def _later(self, seconds: float, path: str, arg: str, retry: Retry | None = None) -> None:
+    def _later(self, seconds: float, path: str, arg: str, retry: Retry | None = None,
+               job_id: str | None = None) -> None:
         try:
-            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, arg, retry=retry,
+            self._queue(path).enqueue_in(timedelta(seconds=seconds), path, arg, retry=retry, job_id=job_id,
                                          result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         except RedisError as exc:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
 
-    def _kick(self, drain: str) -> None:
-        """Queue a drain unless one is already queued and has not yet looked.
+    def _kick(self, drain: str, into: tuple[str, str] | None = None) -> None:
+        """Wake a drain thread unless a kick is already waiting for one that has not yet looked
+        (`into`: first add this member to this set, the drain's work list), in one round trip.
 
-        The drain deletes the kick key before each look at MongoDB, and work is stored
+        The drain deletes the kick key before each look at its work, and work is stored
         before it kicks, so work whose kick finds the key set is seen by that look: nothing
-        waits for the sweeper. The TTL bounds the damage if a drain job is lost.
+        waits for the sweeper. The TTL bounds the damage if a kick is lost with Redis or a
+        worker killed mid-drain.
         """
-        key = self.keys(_kick_key(drain, self.queue.name))
+        keys = [self.keys(_kick_key(drain, self.queue.name)), self.keys(_kick_list(drain, self.queue.name))]
+        args: list[str | int] = [KICK_TTL_SECONDS]
+        if into:
+            keys.append(into[0])
+            args.append(into[1])
         try:
-            if self.urgent.connection.set(key, "1", nx=True, ex=KICK_TTL_SECONDS):
-                try:
-                    self.urgent.enqueue(drain, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
-                except RedisError:
-                    self.urgent.connection.delete(key)
-                    raise
+            self._kick_script(keys=keys, args=args)
         except RedisError as exc:
             log.warning("enqueue_failed", job=drain, error=type(exc).__name__)
 
@@ -163,8 +205,12 @@ def _kick_key(drain: str, queue_name: str) -> str:
     return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}"
 
 
-def _pending_key(path: str, arg: str) -> str:
-    return f"pending:{path.rsplit('.', 1)[-1]}:{arg}"
+def _timer_id(offer_id: str) -> str:
+    return f"expire-{offer_id}"
+
+
+def _kick_list(drain: str, queue_name: str) -> str:
+    return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}:waiting"
 
 
 class WorkerHeartbeats:

@@ -340,12 +340,13 @@ class FakeMessages:
     def touch(self, message_id: str) -> None:
         self.rows[message_id]["updated_at"] = now_ms()
 
-    def claim(self, message_id: str, at: int) -> bool:
+    def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
         d = self.rows.get(message_id)
         if d is None or d["status"] != m.PENDING:
-            return False
+            return None
+        before = dict(d)
         d.update(status=m.SENDING, status_rank=m.STATUS_RANK[m.SENDING], claimed_at=at, attempts=d["attempts"] + 1)
-        return True
+        return before
 
     def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
         d = self.rows.get(message_id)
@@ -597,8 +598,11 @@ class FakeScheduler:
     def dispatch(self, rescue_id: str, delay: float = 0) -> None:
         self.calls.append(("dispatch", rescue_id, delay))
 
-    def expire_offer(self, offer_id: str, after_seconds: float) -> None:
+    def expire_offer(self, offer_id: str, after_seconds: float, rearm: bool = False) -> None:
         self.calls.append(("expire_offer", offer_id, after_seconds))
+
+    def cancel_expiry(self, offer_id: str) -> None:
+        self.calls.append(("cancel_expiry", offer_id, 0))
 
     def payment_link(self, rescue_id: str) -> None:
         self.calls.append(("payment_link", rescue_id, 0))

@@ -6,9 +6,9 @@ Isolation:
 * Every test works in its own patch of ground far from Manhattan and from the other tests
   (0.6 degrees of latitude apart, more than twice the widest 20 km search radius), so only
   its own drivers are candidates; drivers go offline and rescues are cancelled afterwards.
-* The `Services` used here has an RQ queue no worker serves, so the follow-up jobs these
-  calls start (dispatch_rescue, expire_offer, send_text) never run behind a test's back;
-  the tests look at that queue to see what was started.
+* The `Services` used here has an RQ queue no worker serves (and so no drain takes its
+  rescues waiting for a search), so the follow-ups these calls start (a search, expire_offer,
+  send_text) never run behind a test's back; the tests look there to see what was started.
 * A live service (its sweeper re-drives searching rescues with no live offer) may share the
   database. Tests dispatch right after creating a rescue and make their assertions hold
   whichever process made an offer; offers made here run 60 s, far beyond any test.
@@ -226,7 +226,7 @@ def test_decline_frees_the_driver_and_the_next_dispatch_skips_them(area):
     second = area.driver(north_km=1.5)
     rescue = area.rescue()
     offer = offered(area, first, rescue)
-    started = len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False))
+    area.svc.scheduler.waiting_dispatches(1000)  # as if the drain had taken what was waiting
     outcome = area.svc.dispatcher.decline(driver(area, first))
     assert reply(outcome).template == "offer_declined" and reply(outcome).context["code"] == rescue.code
     rendered(outcome)
@@ -234,9 +234,7 @@ def test_decline_frees_the_driver_and_the_next_dispatch_skips_them(area):
     doc = driver(area, first)
     assert doc.status == "available" and doc.offer_id is None
     assert "offer_declined" in event_types(area, rescue.id)
-    # A dispatch is waiting: the decline's own, or the one it was folded into.
-    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == max(started, 1), \
-        "a decline moves on at once"
+    assert area.svc.scheduler.dispatch_waiting(rescue.id), "a decline moves on at once"
     area.svc.dispatcher.dispatch(rescue.id)
     live = offers(area, rescue.id, "open")
     assert [o["driver_id"] for o in live] == [second.id]
@@ -267,6 +265,18 @@ def test_decline_without_an_offer(area):
 
 
 # --- the offer timer -----------------------------------------------------------------------------
+
+def test_an_answered_offer_takes_its_timer_back(area):
+    near, other = area.driver(north_km=0.5), area.driver(north_km=0.6)
+    offer = offered(area, near, area.rescue())
+    assert jobs(area.svc, "expire_offer", offer["_id"], scheduled=True), "making an offer starts its timer"
+    assert area.svc.dispatcher.accept(driver(area, near)).__class__.__name__ == "Accepted"
+    assert jobs(area.svc, "expire_offer", offer["_id"], scheduled=True) == []
+    declined = offered(area, other, area.rescue())
+    area.svc.dispatcher.decline(driver(area, other))
+    assert jobs(area.svc, "expire_offer", declined["_id"], scheduled=True) == []
+    assert area.svc.dispatcher.expire(declined["_id"]) == "not-open"  # a timer that ran anyway
+
 
 def test_expire_before_time_reschedules_then_expires_after(area):
     near = area.driver(north_km=0.5)
@@ -574,25 +584,23 @@ def test_a_driver_coming_free_gives_the_longest_waiting_rescues_another_look_at_
     assert area.db.rescues.find_one({"_id": waiting.id})["next_dispatch_at"] > now_ms()
     oldest = [r["_id"] for r in area.db.rescues.find({"status": "searching", "next_dispatch_at": {"$gt": now_ms()}},
                                                     {"_id": 1}).sort("created_at", 1).limit(FREED_DRIVER_LOOKS)]
-    before = {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) for r in oldest}
-    for r in oldest:  # as if their earlier dispatch jobs had run (a waiting one absorbs new triggers)
-        area.svc.scheduler.dispatch_starting(r)
+    area.svc.scheduler.waiting_dispatches(1000)  # as if the drain had taken what was waiting
     area.svc.dispatcher.decline(driver(area, d))
-    assert {r: len(jobs(area.svc, "dispatch_rescue", r, scheduled=False)) - before[r] for r in oldest} == \
-        {r: 1 for r in oldest}
+    assert {r: area.svc.scheduler.dispatch_waiting(r) for r in oldest} == {r: True for r in oldest}
     if waiting.id in oldest:  # other tests' rescues may be waiting longer on the shared database
         area.svc.dispatcher.dispatch(waiting.id)
         assert [o["driver_id"] for o in offers(area, waiting.id, "open")] == [d.id]
 
 
-def test_dispatch_triggers_for_one_rescue_coalesce_until_its_job_starts(area):
-    rescue = area.rescue()  # its creation queued the first dispatch
+def test_dispatch_triggers_for_one_rescue_coalesce_until_a_drain_takes_it(area):
+    rescue = area.rescue()  # its creation asked for the first search
     for _ in range(5):
         area.svc.scheduler.dispatch(rescue.id)
-    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == 1
-    area.svc.scheduler.dispatch_starting(rescue.id)  # what the job does before it reads anything
+    taken = area.svc.scheduler.waiting_dispatches(1000)  # what the drain does before it reads anything
+    assert taken.count(rescue.id) == 1 and not area.svc.scheduler.dispatch_waiting(rescue.id)
+    assert not jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False), "a search now is no RQ job"
     area.svc.scheduler.dispatch(rescue.id)
-    assert len(jobs(area.svc, "dispatch_rescue", rescue.id, scheduled=False)) == 2
+    assert area.svc.scheduler.dispatch_waiting(rescue.id)
 
 
 def test_texts_about_missed_offers_are_true(area):

@@ -4,8 +4,9 @@ Everything here is real except Twilio itself: MongoDB and Redis from `stores`, t
 `twilio` client talking to the local fake of the Messages API, and a real RQ worker.
 
 Two ways of running the send job are used:
-* through RQ: `services.outbox.queue_text` kicks a drain job (`dispatch.worker.send_pending`,
-  at most one waiting per queue), and an in-process `SimpleWorker` runs the queue. A
+* through the worker: `services.outbox.queue_text` kicks the outbox drain
+  (`dispatch.worker.send_pending`, at most one kick waiting per queue), and an in-process
+  `dispatch.worker.Worker` in burst mode runs the kicked drains and the queues. A
   session-scoped `live_service` started by other tests may run workers on the same queue,
   so these tests accept the text being sent by either worker and assert only on what the
   fake Twilio received and on the stored message document.
@@ -26,6 +27,7 @@ import pytest
 import rq
 
 import dispatch.bootstrap
+import dispatch.worker
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.twilio import TwilioSender
 from dispatch.messaging import Delivery, Outbox
@@ -116,7 +118,7 @@ def no_pending_failures(fake_twilio):
 
 @pytest.fixture
 def run_worker(services, service_env, monkeypatch):
-    """Drain the send queue with a real in-process RQ SimpleWorker.
+    """Run the kicked drains and the queues with a real in-process worker, in burst mode.
 
     The job builds its own Services from the process environment
     (dispatch.bootstrap.worker_services -> load_settings()), so the environment is the
@@ -130,7 +132,7 @@ def run_worker(services, service_env, monkeypatch):
     dispatch.bootstrap._worker_services = None
 
     def run() -> None:
-        rq.SimpleWorker(services.scheduler.queues, connection=services.redis).work(burst=True)
+        dispatch.worker.Worker(services.scheduler.queues, connection=services.redis).work(burst=True)
 
     yield run
     built = dispatch.bootstrap._worker_services
@@ -531,12 +533,12 @@ def test_problem_details_opt_out_opts_the_number_out(outbox, services, settings,
 # --- a duplicated send job racing an opt-out --------------------------------------------------
 
 class OptOutDuringCheck:
-    """The real OptOuts, with the world moving on while a duplicated job is about to ask it.
+    """The real OptOuts, with the world moving on while a duplicated job asks it.
 
-    Any job can run twice (FIELD-NOTES §RQ). Job copy B has read the message as `pending`;
-    before it consults the opt-out registry, copy A claims, sends and stores the message,
-    and then the rider texts STOP. This wrapper plays exactly that interleaving (A is the
-    real `services.delivery`) at the moment B asks, then answers truthfully.
+    Any job can run twice (FIELD-NOTES §RQ). Job copy B has claimed the message; before it
+    consults the opt-out registry, copy A tries the same message, and then the rider texts
+    STOP. This wrapper plays exactly that interleaving (A is the real `services.delivery`) at
+    the moment B asks, then answers truthfully.
     """
 
     def __init__(self, real, other_copy, message_id: str) -> None:
@@ -552,21 +554,19 @@ class OptOutDuringCheck:
         self.real.opt_out(phone, source)
 
 
-def test_duplicate_job_does_not_relabel_a_sent_text_as_suppressed(outbox, services, fake_twilio):
+def test_duplicate_job_neither_sends_a_claimed_text_again_nor_after_a_stop(outbox, services, fake_twilio):
     to = new_number()
     doc = outbox.queue_text(to, "driver assigned", key=key())
     optouts = OptOutDuringCheck(services.optouts, services.delivery, doc["_id"])
     copy_b = Delivery(services.messages, services.delivery.sender, optouts, services.metrics,
                       services.delivery.status_callback)
-    copy_b.deliver(doc["_id"])
-    assert optouts.other_result == "sent"
-    [sent] = fake_twilio.texts_to(to)
+    assert copy_b.deliver(doc["_id"]) == "suppressed"
+    assert optouts.other_result == "sending", "copy A must see the text claimed and leave it alone"
+    assert fake_twilio.texts_to(to) == []
     stored = message(services, doc["_id"])
-    assert stored["status"] == "sent" and stored["twilio_sid"] == sent.sid, (
-        "APP BUG dispatch/messaging.py Delivery.deliver/_finish: the `suppressed` write is not "
-        "conditional on status 'pending', so a duplicated job that read the message before the other "
-        f"copy sent it overwrites 'sent' with {stored['status']!r} (rank {stored['status_rank']}); the text "
-        "did go out, and its `delivered` callback (rank 4) can no longer be recorded")
+    assert stored["status"] == "suppressed" and stored.get("attempts", 0) == 0
+    # A copy arriving after the suppression answers with the status and sends nothing.
+    assert services.delivery.deliver(doc["_id"]) == "suppressed" and fake_twilio.texts_to(to) == []
 
 
 # --- the outbox drain -------------------------------------------------------------------------
@@ -617,7 +617,28 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
     assert delivery.deliver(doc["_id"]) == "sent"
 
 
-def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
+def test_a_numbers_texts_wait_behind_one_mid_send_elsewhere_and_go_on_after_a_dead_claim(private_outbox,
+                                                                                      fake_twilio):
+    from dispatch.messaging import CLAIM_DEAD_MS, WAITING
+    from dispatch.model.clock import now_ms
+
+    box, delivery, db = private_outbox
+    to = new_number()
+    first, second, third = (box.queue_text(to, f"step {n}", key=key()) for n in (1, 2, 3))
+    db.messages.update_one({"_id": first["_id"]}, {"$set": {"status": "sending", "claimed_at": now_ms()}})
+    assert delivery.drain() == 0, "texts waiting behind one mid-send elsewhere do not spin a drain"
+    assert delivery.deliver(third["_id"]) == WAITING
+    assert fake_twilio.texts_to(to) == []
+    assert {message_in(db, d["_id"])["status"] for d in (second, third)} == {"pending"}
+    # The first text's worker died mid-send: after CLAIM_DEAD_MS the texts after it go on, in order.
+    db.messages.update_one({"_id": first["_id"]}, {"$set": {"claimed_at": now_ms() - CLAIM_DEAD_MS - 1}})
+    assert delivery.deliver(third["_id"]) == "sent"
+    assert [t.body for t in fake_twilio.wait_for_texts(to, 2)] == ["step 2", "step 3"]
+    assert message_in(db, first["_id"])["status"] == "sending", "the dead claim is the sweeper's to settle"
+    assert message_in(db, second["_id"])["attempts"] == 1
+
+
+def test_kicks_coalesce_into_one_waiting_kick(services, settings):
     from rq import Queue
 
     from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, RqScheduler
@@ -628,13 +649,16 @@ def test_kicks_coalesce_into_one_waiting_drain_job(services, settings):
     try:
         for _ in range(5):
             jobs.kick_outbox()
-        assert [j.func_name for j in jobs.urgent.get_jobs()] == [DRAIN_OUTBOX]
-        assert jobs.drain(DRAIN_OUTBOX, lambda: 0) == "drained:0"  # a drain clears the kick before it looks
+        assert jobs.kicks_waiting(DRAIN_OUTBOX) == 1 and not jobs.urgent.get_jobs()
+        assert jobs.drain(DRAIN_OUTBOX, lambda: 0, 1) == "drained:0"  # a drain clears the kick before it looks
         jobs.kick_outbox()
-        assert len(jobs.urgent.get_jobs()) == 2
+        assert jobs.kicks_waiting(DRAIN_OUTBOX) == 2
+        assert jobs.next_kick(DRAIN_OUTBOX, 0) and jobs.next_kick(DRAIN_OUTBOX, 1)
+        assert not jobs.next_kick(DRAIN_OUTBOX, 0)
     finally:
-        jobs.urgent.delete(delete_jobs=True)
-        jobs.drain(DRAIN_OUTBOX, lambda: 0)
+        jobs.drain(DRAIN_OUTBOX, lambda: 0, 1)
+        while jobs.next_kick(DRAIN_OUTBOX, 0):
+            pass
 
 
 def message_in(db, message_id: str) -> dict:

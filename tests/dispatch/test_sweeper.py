@@ -5,7 +5,8 @@ settles a text left `sending` by asking the (fake) Twilio whether it went out.
 The broken states are written straight into MongoDB, then `sweep()` runs.
 
 Isolation: the `Services` here has an RQ queue no worker serves, so what the sweep starts
-(dispatch_rescue, send_text) is seen in that queue and never runs behind a test's back;
+(a search, seen in the queue's set of rescues waiting for one; send_text, in the queue) never
+runs behind a test's back;
 sends are done by calling `Delivery.deliver` directly. Drivers and pickups sit in each
 test's own patch of ground far from Manhattan and the other tests. A live service, if one
 is running on the same database, sweeps too (every second): each test asserts the state
@@ -68,11 +69,10 @@ def offer_for(area: Area, d: Driver, rescue: Rescue) -> dict:
 
 
 def lose_jobs(svc: Services) -> None:
-    """Redis loses the queued jobs, and with them the marks that fold new triggers into them."""
+    """Redis loses the queued jobs and the rescues waiting for a search."""
     for queue in svc.scheduler.queues:
         queue.empty()
-    for key in svc.redis.scan_iter(svc.keys("pending:*")):
-        svc.redis.delete(key)
+    svc.scheduler.waiting_dispatches(1000)
 
 
 def queued(svc: Services, func: str, arg: str) -> list[Job]:
@@ -191,7 +191,7 @@ def test_stuck_acceptance_is_resolved(area):
     assert driver(area, holder).status == "available"
     assert area.svc.rescues.get(rescue.id).status == "searching"
     # Started here, or (a live sweeper first) already searched again by a live worker.
-    assert eventually(lambda: queued(area.svc, "dispatch_rescue", rescue.id)
+    assert eventually(lambda: area.svc.scheduler.dispatch_waiting(rescue.id)
                       or area.db.rescues.find_one({"_id": rescue.id})["next_dispatch_at"] > 0), \
         "the rescue is searched for again"
 
@@ -206,10 +206,9 @@ def test_overdue_searching_rescue_without_an_offer_is_redriven(area):
     area.svc.sweeper.sweep()
     # A live service's sweeper may have re-driven it first: then its worker searched again
     # and moved next_dispatch_at on.
-    assert eventually(lambda: queued(area.svc, "dispatch_rescue", rescue.id)
+    assert eventually(lambda: area.svc.scheduler.dispatch_waiting(rescue.id)
                       or area.db.rescues.find_one({"_id": rescue.id})["next_dispatch_at"] > overdue), \
         "the overdue rescue was not re-driven"
-    assert len(queued(area.svc, "dispatch_rescue", rescue.id)) <= 1
 
 
 def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
@@ -219,7 +218,7 @@ def test_searching_rescue_with_a_live_offer_is_not_redriven(area):
     area.db.rescues.update_one({"_id": rescue.id}, {"$set": {"next_dispatch_at": now_ms() - 60_000}})
     lose_jobs(area.svc)
     area.svc.sweeper.sweep()
-    assert queued(area.svc, "dispatch_rescue", rescue.id) == []
+    assert not area.svc.scheduler.dispatch_waiting(rescue.id)
 
 
 def test_lost_geo_index_is_rebuilt(area):

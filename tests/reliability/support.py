@@ -255,7 +255,7 @@ def ensure_scheduler(live_service, services, settings) -> None:
     SCHEDULER_REPAIRS.append(time.time())
 
 
-def delete_redis_keys(services, patterns=("rq:*", "geo:*", "lock:*")) -> int:
+def delete_redis_keys(services, patterns=("rq:*", "geo:*", "lock:*", "kick:*", "dispatch:*")) -> int:
     """Lose what the service keeps in Redis: RQ's keys, and the deployment's own under its
     prefix. Only these patterns: never FLUSHDB (shared Redis)."""
     deleted = 0

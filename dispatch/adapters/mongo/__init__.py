@@ -11,18 +11,22 @@ on both servers.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pymongo
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, monitoring
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from dispatch.config import Settings
 
 
-def connect(settings: Settings) -> Database:
+def connect(settings: Settings, listeners: Sequence[monitoring.CommandListener] = ()) -> Database:
     if not settings.mongo_url:
         raise RuntimeError("MONGO_URL is not set (python app.py starts an embedded server)")
     client = pymongo.MongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000,
-                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr")
+                                 connectTimeoutMS=5000, socketTimeoutMS=15000, appname="supportcarr",
+                                 event_listeners=list(listeners))
     return client[settings.mongo_db]
 
 
@@ -65,6 +69,20 @@ def next_sequence(db: Database, name: str, start: int) -> int:
     doc = db.counters.find_one_and_update({"_id": name}, {"$inc": {"value": 1}}, upsert=True,
                                           return_document=pymongo.ReturnDocument.AFTER)
     return start + int(doc["value"])
+
+
+def count(col: Collection, query: dict) -> int:
+    """How many documents match: `count_documents` groups on a constant, which nx-27017 evaluates
+    in Python (a `fallback` line in its log) where a `$count` stage stays in SQL."""
+    found = next(col.aggregate([{"$match": query}, {"$count": "n"}]), None)
+    return int(found["n"]) if found else 0
+
+
+def counts_by(col: Collection, field: str, query: dict | None = None) -> dict[str, int]:
+    """How many documents have each value of `field`, in one round trip."""
+    pipeline = [{"$match": query}] if query else []
+    pipeline.append({"$group": {"_id": f"${field}", "n": {"$sum": 1}}})
+    return {d["_id"]: int(d["n"]) for d in col.aggregate(pipeline)}
 
 
 def ping(db: Database) -> bool:

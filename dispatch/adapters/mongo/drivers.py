@@ -8,7 +8,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.adapters.mongo import conditions
+from dispatch.adapters.mongo import conditions, count
 from dispatch.model.clock import now_ms
 from dispatch.model.driver import AVAILABLE, ONLINE_STATUSES, Driver, DuplicateDriver
 from dispatch.ports import ANY
@@ -50,8 +50,7 @@ class MongoDrivers:
         return [Driver.from_doc(d) for d in self.col.find({"status": AVAILABLE})]
 
     def count_online(self, active_only: bool = True) -> int:
-        return self.col.count_documents({"status": {"$in": list(ONLINE_STATUSES)},
-                                         **({"active": True} if active_only else {})})
+        return count(self.col, {"status": {"$in": list(ONLINE_STATUSES)}, **({"active": True} if active_only else {})})
 
     def update_profile(self, driver_id: str, fields: dict[str, Any]) -> Driver | None:
         return self._after({"_id": driver_id}, fields)

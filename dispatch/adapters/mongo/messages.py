@@ -58,12 +58,11 @@ class MongoMessages:
     def touch(self, message_id: str) -> None:
         self.col.update_one({"_id": message_id}, {"$set": {"updated_at": now_ms()}})
 
-    def claim(self, message_id: str, at: int) -> bool:
-        claimed = self.col.find_one_and_update(
+    def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
+        return self.col.find_one_and_update(
             {"_id": message_id, "status": m.PENDING},
             {"$set": {"status": m.SENDING, "status_rank": m.STATUS_RANK[m.SENDING], "claimed_at": at},
              "$inc": {"attempts": 1}})
-        return claimed is not None
 
     def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
         result = self.col.update_one({"_id": message_id, "status": expect},

@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.database import Database
 
+from dispatch.adapters.mongo import count
 from dispatch.model import offer as of
 from dispatch.model.offer import Offer
 
@@ -37,7 +38,7 @@ class MongoOffers:
                            {"status": of.ACCEPTING, "answered_at": now})
 
     def count_live(self, rescue_id: str) -> int:
-        return self.col.count_documents({"rescue_id": rescue_id, "status": {"$in": list(of.LIVE)}})
+        return count(self.col, {"rescue_id": rescue_id, "status": {"$in": list(of.LIVE)}})
 
     def for_rescue(self, rescue_id: str, status: str | None = None) -> list[Offer]:
         query = {"rescue_id": rescue_id, **({"status": status} if status else {})}

@@ -9,7 +9,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.adapters.mongo import next_sequence
+from dispatch.adapters.mongo import count, counts_by, next_sequence
 from dispatch.model.clock import now_ms
 from dispatch.model.rescue import (
     COMPLETED,
@@ -80,10 +80,10 @@ class MongoRescues:
         return [Rescue.from_doc(d) for d in self.col.find(query).sort(NEWEST).skip(offset).limit(limit)]
 
     def count_open(self) -> int:
-        return self.col.count_documents({"status": {"$in": list(OPEN_STATUSES)}})
+        return count(self.col, {"status": {"$in": list(OPEN_STATUSES)}})
 
     def count_by_status(self) -> dict[str, int]:
-        return {s: self.col.count_documents({"status": s}) for s in STATUSES}
+        return {s: 0 for s in STATUSES} | counts_by(self.col, "status")
 
     def on_board(self, unfulfilled_since: int, limit: int) -> list[Rescue]:
         query = {"$or": [{"status": {"$in": list(OPEN_STATUSES)}},

@@ -244,7 +244,8 @@ def test_geocoder_waits_for_the_slot_between_requests(nominatim):
 
 
 def test_nominatim_names_coordinates_once_per_spot(nominatim):
-    point = Point(40.73591 + (uuid.uuid4().int % 1000) / 1e7, -73.99111)
+    # Below 40.73594, so the point 0.00001 north still rounds to the same 4-decimal square.
+    point = Point(40.73591 + (uuid.uuid4().int % 300) / 1e7, -73.99111)
     nominatim.fake.add_address(point.lat, point.lng, "Union Square, Manhattan, New York County, New York")
     key = KEYS(f"geocode:nominatim:reverse:{point.lat:.4f},{point.lng:.4f}")
     try:

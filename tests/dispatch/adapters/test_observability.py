@@ -37,8 +37,11 @@ def test_metrics_need_the_token_and_count_across_processes(phone, live_service):
     body = r.text
     for name in ("supportcarr_webhook_seconds_bucket", "supportcarr_messages_in_total",
                  "supportcarr_messages_out_total", "supportcarr_rescues", "supportcarr_queue_depth",
-                 "supportcarr_failed_jobs"):
+                 "supportcarr_failed_jobs", "supportcarr_mongo_ops_total", "supportcarr_redis_commands_total"):
         assert name in body, name
+    # RQ's own connection in the workers is counted too: only RQ waits on a queue with BLPOP.
+    assert 'supportcarr_redis_commands_total{command="BLPOP"}' in body
+    assert 'supportcarr_mongo_ops_total{collection="messages",command="insert"}' in body
     assert 'route="/twilio/sms"' in body
     assert rider.number not in body
 

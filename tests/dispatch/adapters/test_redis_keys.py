@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from dispatch.adapters.rq_scheduler import WorkerHeartbeats
+from dispatch.adapters.rq_scheduler import DRAIN_OUTBOX, WorkerHeartbeats
 from dispatch.bootstrap import Services
 from dispatch.config import load_settings
 
@@ -58,8 +58,10 @@ def test_two_deployments_on_one_redis_do_not_see_each_other(two, services):
     assert WorkerHeartbeats(a.redis, a.keys).alive() == 1 and WorkerHeartbeats(b.redis, b.keys).alive() == 0
 
     a.scheduler.kick_outbox()
-    b.scheduler.kick_outbox()  # A's waiting drain must not stand in for B's
-    assert len(a.scheduler.urgent.get_jobs()) == 1 and len(b.scheduler.urgent.get_jobs()) == 1
+    b.scheduler.kick_outbox()  # A's waiting kick must not stand in for B's
+    assert a.scheduler.kicks_waiting(DRAIN_OUTBOX) == 1 and b.scheduler.kicks_waiting(DRAIN_OUTBOX) == 1
+    a.scheduler.dispatch("rescue-of-a")
+    assert a.scheduler.dispatch_waiting("rescue-of-a") and not b.scheduler.dispatch_waiting("rescue-of-a")
 
     heard: list = []
     listening = threading.Event()
