@@ -266,7 +266,7 @@ def test_stripe_outage_raises_for_a_retry_and_the_retry_reuses_the_key(svc, serv
                                                                        no_armed_stripe_failures):
     r, _ = completed_rescue(svc)
     wait_for_shared_queue_idle(services)
-    fake_stripe.fail_next(3, 500)  # the client's own two network retries fail as well
+    fake_stripe.fail_next(3, 500, rescue_id=r.id)  # the client's own two network retries fail as well
     with pytest.raises(PaymentUnavailable):
         svc.payments.create_link(r.id)
     with fake_stripe.lock:

@@ -28,12 +28,22 @@ class FakeStripe(FakeServer):
         self.sessions: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
         self._by_key: dict[tuple[str, str], tuple[int, dict]] = {}
-        self.failures: list[int] = []
+        self.failures: list[tuple[int, str | None]] = []  # (status, only for this rescue's checkout)
         self.lock = threading.Lock()
 
-    def fail_next(self, count: int, status: int = 500) -> None:
+    def fail_next(self, count: int, status: int = 500, rescue_id: str | None = None) -> None:
+        """Answer the next `count` requests with `status`; with `rescue_id`, only that rescue's
+        checkout requests (a live service's sweeper may create other rescues' links meanwhile)."""
         with self.lock:
-            self.failures.extend([status] * count)
+            self.failures.extend([(status, rescue_id)] * count)
+
+    def _take_failure(self, path: str, form: dict[str, str]) -> int | None:
+        for i, (status, rescue_id) in enumerate(self.failures):
+            if rescue_id is None or (path == "/v1/checkout/sessions"
+                                     and form.get("client_reference_id") == rescue_id):
+                del self.failures[i]
+                return status
+        return None
 
     def calls(self, path: str) -> list[StripeRequest]:
         with self.lock:
@@ -50,7 +60,7 @@ class FakeStripe(FakeServer):
         key = h.headers.get("Idempotency-Key")
         with self.lock:
             self.requests.append(StripeRequest(h.command, path, form, key))
-            failure = self.failures.pop(0) if self.failures else None
+            failure = self._take_failure(path, form)
             cached = self._by_key.get((path, key)) if key else None
         if failure:
             self.reply(h, failure, json.dumps({"error": {"type": "api_error", "message": "fake failure"}}).encode())
