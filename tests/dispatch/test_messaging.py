@@ -266,7 +266,7 @@ def test_transient_error_returns_message_to_pending_then_retry_succeeds(
         outbox, services, fake_twilio, no_pending_failures, http_status, code):
     to = new_number()
     doc = outbox.queue_text(to, "retry me", key=key())
-    fake_twilio.fail_next(1, http_status, code)
+    fake_twilio.fail_next(1, http_status, code, to=to)
     with pytest.raises(SendFailed) as raised:
         services.delivery.deliver(doc["_id"])
     assert raised.value.transient is True, f"HTTP {http_status} must be retried"
@@ -285,8 +285,8 @@ def test_transient_error_returns_message_to_pending_then_retry_succeeds(
 def test_500_then_429_then_success(outbox, services, fake_twilio, no_pending_failures):
     to = new_number()
     doc = outbox.queue_text(to, "third time lucky", key=key())
-    fake_twilio.fail_next(1, 500, 20500)
-    fake_twilio.fail_next(1, 429, 20429)
+    fake_twilio.fail_next(1, 500, 20500, to=to)
+    fake_twilio.fail_next(1, 429, 20429, to=to)
     for _ in range(2):
         with pytest.raises(SendFailed) as raised:
             services.delivery.deliver(doc["_id"])

@@ -31,16 +31,26 @@ class FakeTwilio(FakeServer):
         super().__init__()
         self.account_sid, self.auth_token = account_sid, auth_token
         self.sent: list[SentText] = []
-        self.failures: list[tuple[int, int]] = []  # (http status, twilio code), consumed in order
+        # (http status, twilio code[, only for texts to this number]), consumed in order
+        self.failures: list[tuple] = []
         self.requests = 0
         self.arrived = 0  # sends whose body was read, counted before `lock` (a test may hold it)
         self._arrivals = threading.Lock()
         self.delay = 0.0
         self.lock = threading.Lock()
 
-    def fail_next(self, count: int, status: int, code: int) -> None:
+    def fail_next(self, count: int, status: int, code: int, to: str | None = None) -> None:
+        """Fail the next `count` sends; with `to`, only sends to that number (the live test
+        service may send other texts meanwhile)."""
         with self.lock:
-            self.failures.extend([(status, code)] * count)
+            self.failures.extend([(status, code) if to is None else (status, code, to)] * count)
+
+    def _take_failure(self, to: str) -> tuple[int, int] | None:
+        for i, failure in enumerate(self.failures):
+            if len(failure) == 2 or failure[2] == to:
+                del self.failures[i]
+                return failure[0], failure[1]
+        return None
 
     def texts_to(self, phone: str) -> list[SentText]:
         with self.lock:
@@ -95,7 +105,7 @@ class FakeTwilio(FakeServer):
             time.sleep(self.delay)
         with self.lock:
             self.requests += 1
-            failure = self.failures.pop(0) if self.failures else None
+            failure = self._take_failure(form.get("To", ""))
         if failure:
             status, code = failure
             self.reply(h, status, json.dumps({"code": code, "message": f"fake failure {code}",
