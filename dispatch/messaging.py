@@ -208,7 +208,8 @@ class Delivery:
 
     def reconcile(self, msg: dict[str, Any]) -> str:
         """A text left `sending` by a worker that died mid-send: ask the carrier whether it
-        went out. If it did, record it; if not, send it again. Never a blind second send."""
+        went out. If it did, record it; if not, start its send job again at once. Never a blind
+        second send."""
         try:
             candidates = self.sender.find_sent(msg["phone"], msg["body"], int(msg.get("claimed_at") or 0))
         except SendFailed:
@@ -219,8 +220,12 @@ class Delivery:
             self.messages.finish(msg["_id"], m.SENDING, m.SENT, twilio_sid=sid)
             self._apply_early_receipt(sid)
             return "found"
-        released = self.messages.finish(msg["_id"], m.SENDING, m.PENDING)
-        return "released" if released else "moved-on"
+        if not self.messages.finish(msg["_id"], m.SENDING, m.PENDING):
+            return "moved-on"
+        # Its rider or driver has waited long enough: sent now, not after another sweep's wait.
+        if self.scheduler is not None:
+            self.scheduler.send_text(msg["_id"])
+        return "released"
 
     def record_status(self, twilio_sid: str, status: str, error_code: str | None) -> bool:
         """Apply a delivery status callback unless it would move the status backwards.

@@ -309,6 +309,7 @@ def test_stuck_sending_text_that_never_went_out_is_sent_once(svc, fake_twilio):
     doc = message(svc, message_id)
     assert doc["status"] == "pending" and doc["status_rank"] == 0
     assert texts(fake_twilio, to, body) == []
+    assert queued(svc, "send_text", message_id), "its send job starts again at once"
     settle_sent_once(svc, fake_twilio, message_id, to, body)
 
 
