@@ -92,7 +92,7 @@ def once_per_step(view):
                 if done:
                     return Response(done, mimetype="text/xml")
                 response = view(key, *args, **kwargs)
-                svc.voice_steps.keep(step, response.get_data(as_text=True))
+                svc.voice_steps.keep(step, response.get_data(as_text=True), key)
                 return response
         except Busy:
             return plain("busy with this caller's previous step; retry", 503)

@@ -141,3 +141,33 @@ def test_the_sweeper_erases_what_is_past_retention_days_and_nothing_newer(phone,
     assert not left, f"APP BUG: past RETENTION_DAYS the full number or a body is still in {left}"
     assert not lost, f"APP BUG: retention erasure lost the accounting record: {lost}"
     assert newer_kept, "APP BUG: the sweeper erased a rider of today"
+
+
+def test_a_callers_call_steps_go_with_them(client, settings, live_service, services, table):
+    """A call's answered steps hold what the caller said (in the step's key) and what was said
+    back: erasing the caller erases them, and so does retention."""
+    from tests.conversations.test_voice import Caller
+
+    erased_now, by_age = Caller(client, settings), Caller(client, settings)
+    canaries = []
+    for c in (erased_now, by_age):
+        canary = f"zebra{uuid.uuid4().hex[:10]}"
+        canaries.append(canary)
+        c.answer(c.call(), SpeechResult=f"by the {canary}")
+    assert _leaks(services, erased_now.number, canaries[0]) and _leaks(services, canaries[1])
+    r = httpx.delete(f"{live_service.url}/api/riders/{erased_now.number}",
+                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20)
+    assert r.status_code == 200 and r.json()["erased"]["voice_steps"] >= 2, r.text
+    left_now = _leaks(services, erased_now.number, canaries[0])
+    long_ago = now_ms() - 2 * settings.retention_days * DAY_MS
+    services.db.voice_steps.update_many({"phone": by_age.number}, {"$set": {"at": long_ago}})
+    fresh = Services(settings, services.db, services.redis)
+    fresh.sweeper.sweep()
+    # Only its call steps are backdated: the text of its speech kept as a message is not yet due.
+    left_by_age = [k for k in _leaks(services, canaries[1]) if k.startswith("voice_steps:")]
+    table.record("A caller's call steps erased", "two callers who spoke a canary word: one erased by the admin "
+                 "API, the other's call steps backdated past RETENTION_DAYS, one sweep",
+                 times=2, expected=2, lost=0, duplicated=len(left_now) + len(left_by_age),
+                 counted="MongoDB documents still holding the caller's number or canary")
+    assert not left_now, f"APP BUG: after DELETE /api/riders the caller's words are still in {left_now}"
+    assert not left_by_age, f"APP BUG: past RETENTION_DAYS the caller's words are still in {left_by_age}"

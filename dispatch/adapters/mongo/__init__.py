@@ -62,6 +62,9 @@ def ensure_indexes(db: Database) -> None:
     db.links.create_index("token_hash", unique=True)
     db.dispatchers.create_index("username_key", unique=True)
     db.dispatchers.create_index("phone")
+    db.voice_steps.create_index("phone")  # erasure of one caller
+    db.voice_steps.create_index("at")  # and by age
+    db.messages.create_index("created_at")  # erasure by age
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

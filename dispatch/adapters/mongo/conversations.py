@@ -66,8 +66,10 @@ class MongoVoiceSteps:
         done = self.col.find_one({"_id": step})
         return done["twiml"] if done else None
 
-    def keep(self, step: str, twiml: str) -> None:
+    def keep(self, step: str, twiml: str, caller: str) -> None:
+        """The caller is kept beside the answer so that erasing them takes their calls too
+        (the step key holds what they said, the answer what was said back)."""
         try:
-            self.col.insert_one({"_id": step, "twiml": twiml, "at": now_ms()})
+            self.col.insert_one({"_id": step, "twiml": twiml, "phone": caller, "at": now_ms()})
         except DuplicateKeyError:
             pass

@@ -1,8 +1,9 @@
 """Erasing personal data (PRODUCT.md §7) across the collections that hold it.
 
 What goes: message bodies and media, full phone numbers of riders (in rescues, messages,
-help requests), their conversations and rider profiles, and the rider's own words kept on a
-rescue (problem note, rating comment). What stays, for accounting: every rescue with its
+help requests), their conversations, rider profiles and the answered steps of their calls
+(what they said and what was said back), and the rider's own words kept on a rescue
+(problem note, rating comment). What stays, for accounting: every rescue with its
 code, times, amounts and statuses, every message record with its times and delivery status,
 each with the number masked (`dispatch.model.phones.mask`). A record is erased once
 (`erased_at`), so a masked number is never masked again.
@@ -34,11 +35,13 @@ class MongoPersonalData:
                   "help_requests": self._help_requests({"phone": phone, **NOT_ERASED})}
         counts["conversations"] = self.db.conversations.delete_many({"_id": phone}).deleted_count
         counts["riders"] = self.db.riders.delete_many({"phone": phone}).deleted_count
+        counts["voice_steps"] = self.db.voice_steps.delete_many({"phone": phone}).deleted_count
         return counts
 
     def erase_before(self, before: int, limit: int) -> dict[str, int]:
         """What is older than `before` (epoch ms): closed rescues (by their last change),
-        messages, conversations and rider profiles untouched since, resolved help requests.
+        messages, conversations and rider profiles untouched since, resolved help requests, call
+        steps.
         At most `limit` records of each kind per call."""
         closed = {"status": {"$in": list(CLOSED_STATUSES)}, "updated_at": {"$lt": before}, **NOT_ERASED}
         rescue_ids = [d["_id"] for d in self.db.rescues.find(closed, {"_id": 1}).limit(limit)]
@@ -49,6 +52,7 @@ class MongoPersonalData:
                                                        **NOT_ERASED}, limit)
         counts["conversations"] = self._delete(self.db.conversations, {"updated_at": {"$lt": before}}, limit)
         counts["riders"] = self._delete(self.db.riders, {"last_rescue_at": {"$lt": before}}, limit)
+        counts["voice_steps"] = self._delete(self.db.voice_steps, {"at": {"$lt": before}}, limit)
         return counts
 
     # -- one kind of record ------------------------------------------------------------------
