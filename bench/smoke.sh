@@ -12,17 +12,31 @@ LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sc-bench-smoke.XXXXXX")
 failed=()
 started=$(date +%s)
 
+# Every process a benchmark starts inherits this mark, so what a killed benchmark left running
+# (its services run in their own sessions) is found and stopped.
+MARK="SC_BENCH_SMOKE=$$-$RANDOM"
+
+stop_leftovers() {
+  local p
+  for p in /proc/[0-9]*; do
+    if { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "$MARK"; then
+      kill -9 "${p#/proc/}" 2>/dev/null && echo "      stopped leftover process ${p#/proc/}"
+    fi
+  done
+}
+
 run() {
   local name=$1 limit=$2
   shift 2
   local t0=$(date +%s)
-  if timeout --signal=INT --kill-after=15 "$limit" "$PY" "$@" >"$LOG_DIR/$name.log" 2>&1; then
+  if env "$MARK" timeout --signal=INT --kill-after=15 "$limit" "$PY" "$@" >"$LOG_DIR/$name.log" 2>&1; then
     echo "ok    $name ($(( $(date +%s) - t0 )) s)"
   else
     echo "FAIL  $name (exit $?, $(( $(date +%s) - t0 )) s); last lines of $LOG_DIR/$name.log:"
     tail -n 25 "$LOG_DIR/$name.log" | sed 's/^/      /'
     failed+=("$name")
   fi
+  stop_leftovers
 }
 
 run webhook_throughput 60 bench/webhook_throughput.py --rounds 1 --connections 4 --service-conversations 8 \
