@@ -24,7 +24,7 @@ from flask import Flask, g, request
 from dispatch.adapters.logs import setup_logging
 from dispatch.adapters.rq_scheduler import urgent_queue_name
 from dispatch.bootstrap import Services, build_services
-from dispatch.config import ConfigError, Settings, load_settings
+from dispatch.config import Settings, load_settings, settings_or_exit
 from dispatch.model.clock import iso
 
 WEB_WORKERS = 2
@@ -33,7 +33,6 @@ STOP_TIMEOUT_SECONDS = 10
 MAX_BODY_BYTES = 64 * 1024  # Twilio's largest webhook is a few KB
 COUNTED_REDIS = "dispatch.adapters.metrics.CountedRedis"  # RQ's own round trips are counted too
 NO_STRIPE = "   (no Stripe: test-payment pages)"
-CONFIG_ERROR_EXIT = 2
 RESTART_PAUSE_SECONDS = 1.0
 # A Unix socket's path is at most 107 bytes; a DATA_DIR deeper than this gets no control socket.
 CONTROL_SOCKET_MAX_PATH = 100
@@ -267,11 +266,7 @@ def _banner(settings: Settings, data_dir: Path) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:  # one line an operator can act on, not a traceback (PRODUCT.md §2)
-        print(f"supportcarr: {exc}", file=sys.stderr, flush=True)
-        return CONFIG_ERROR_EXIT
+    settings = settings_or_exit()
     setup_logging(settings.log_level, settings.sentry_dsn, process="launcher")
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

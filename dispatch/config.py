@@ -6,6 +6,7 @@ launcher can build one explicitly and nothing drifts between web and worker proc
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,7 +14,8 @@ from dispatch.model.geo import ServiceArea
 from dispatch.model.phones import normalise
 from dispatch.model.pricing import Pricing
 
-__all__ = ["ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings"]
+__all__ = ["CONFIG_ERROR_EXIT", "ConfigError", "Pricing", "ServiceArea", "Settings", "load_settings",
+           "settings_or_exit"]
 
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -25,6 +27,9 @@ APP_ENVS = ("development", "production")
 # or the sandbox pages would be live.
 PRODUCTION_NEEDS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "ADMIN_TOKEN",
                     "PUBLIC_BASE_URL", "MONGO_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+
+
+CONFIG_ERROR_EXIT = 2  # a process refused to start: its settings are wrong
 
 
 class ConfigError(RuntimeError):
@@ -224,3 +229,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if settings.geocoder in KEYED_GEOCODERS and not settings.geocoder_api_key:
         raise ConfigError(f"GEOCODER={settings.geocoder} needs GEOCODER_API_KEY")
     return settings
+
+
+def settings_or_exit() -> Settings:
+    """The settings of a starting process (the launcher, gunicorn, an RQ worker): a bad one
+    stops it with one line an operator can act on (PRODUCT.md §2), not a traceback."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"supportcarr: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from None

@@ -35,7 +35,7 @@ from dispatch.adapters.rq_scheduler import (
     WorkerHeartbeats,
 )
 from dispatch.bootstrap import worker_services
-from dispatch.config import load_settings
+from dispatch.config import settings_or_exit
 from dispatch.messaging import SEND_BATCH
 
 log = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ DRAIN_STOP_SECONDS = 30  # a warm shutdown waits this long for running drains
 
 class Worker(SimpleWorker):
     def __init__(self, *args, **kwargs) -> None:
-        self._settings = load_settings()
+        self._settings = settings_or_exit()
         setup_logging(self._settings.log_level, self._settings.sentry_dsn, process="worker")
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
         self._beating, self._dead = threading.Lock(), False

@@ -16,12 +16,13 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
-from app import CONFIG_ERROR_EXIT, _free_port
-from dispatch.config import PRODUCTION_NEEDS
+from app import _free_port
+from dispatch.config import CONFIG_ERROR_EXIT, PRODUCTION_NEEDS
 from tests.conftest import ROOT
 
 FULL = {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "prod-token", "TWILIO_PHONE_NUMBER": "+12125550100",
@@ -74,6 +75,29 @@ def test_production_refuses_with_one_line_naming_what_is_missing(tmp_path, table
                  counted="exit code 2 with exactly one stderr line naming what is missing, no traceback, "
                  "no store started")
     assert not bad, "APP BUG: production refusals not as PRODUCT.md §2 says:\n" + "\n".join(bad)
+
+
+def test_procfile_processes_refuse_bad_settings_with_one_line(service_env, tmp_path, table):
+    """A platform runs the Procfile, not `python app.py`: its web and worker processes stop at
+    once on a bad setting, with the same one line, instead of booting workers that fail (or, for
+    the web, answering every request with a 500)."""
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    bad: list[str] = []
+    for name, command in procfile.items():
+        env = {**service_env, "APP_ENV": "prod", "DATA_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        command = command.replace("0.0.0.0", "127.0.0.1")  # it stops before binding; never bind wider anyway
+        result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, timeout=60,
+                                text=True)
+        lines = result.stderr.splitlines()
+        if not (result.returncode == CONFIG_ERROR_EXIT and lines and lines[-1].startswith("supportcarr: APP_ENV")
+                and "Traceback" not in result.stderr + result.stdout):
+            bad.append(f"{name}: exit {result.returncode}, stderr {result.stderr[-400:]!r}, "
+                       f"stdout {result.stdout[-300:]!r}")
+    table.record("Procfile processes with a bad setting", "each Procfile command (web: gunicorn, worker: rq "
+                 "worker) started with APP_ENV=prod", times=len(procfile), expected=len(procfile), lost=len(bad),
+                 duplicated=0, counted="exit code 2 with the one line naming the setting, no traceback")
+    assert len(procfile) == 2 and not bad, "APP BUG: a Procfile process did not refuse cleanly:\n" + "\n".join(bad)
 
 
 @pytest.fixture
