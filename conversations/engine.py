@@ -97,6 +97,11 @@ class Inbound:
     media: list[str] = field(default_factory=list)
 
 
+def request_key(channel: str, step_key: str) -> str:
+    """What makes a booking one booking: the channel and the text (or call step) that made it."""
+    return f"{channel}:{step_key}"
+
+
 @dataclass
 class Turn:
     """One message's worth of effects being applied, and what they produced."""
@@ -326,6 +331,11 @@ class Engine:
         if sid in convo.applied:  # a retry after the step was saved: its effects all happened
             return StepResult(convo.state, convo.data, language=convo.language, language_chosen=convo.language_chosen)
         open_rescue = self.svc.rescues.open_for_rider(key)
+        if open_rescue is not None and open_rescue.extra.get("request_key") == request_key(channel, sid):
+            # This very text booked it, on a run that died before the step was saved: the step
+            # runs again as it first did (booking returns that rescue), so the rider gets the
+            # words of their booking rather than "your rescue is open".
+            open_rescue = None
         s = self.svc.settings
         ctx = FlowContext(locator=self.svc.locator, area=s.service_area, max_trip_miles=s.max_trip_miles,
                           quote=self.svc.current_quote, open_rescue=open_rescue,
@@ -391,7 +401,7 @@ class Engine:
 
     def _create_rescue(self, turn: Turn, effect: CreateRescue) -> None:
         turn.created = self.svc.lifecycle.create(
-            request_key=f"{turn.channel}:{turn.key}", rider_phone=turn.phone, channel=turn.channel,
+            request_key=request_key(turn.channel, turn.key), rider_phone=turn.phone, channel=turn.channel,
             driver_pay_cents=self.svc.driver_pay(effect.quote_cents), language=turn.lang, **effect.__dict__)
         log.info("rescue_created", rescue_id=turn.created.id, code=turn.created.code, phone=mask(turn.phone))
 

@@ -1,7 +1,9 @@
 """A rider texting the running service (gunicorn + RQ workers) as a real phone would."""
 from __future__ import annotations
 
+import re
 import threading
+import uuid
 
 import httpx
 
@@ -173,6 +175,27 @@ def test_duplicate_message_sid_has_one_effect(phone, live_service):
     rider.next_reply()
     rider.assert_no_reply()
     assert len(rescues_of(live_service, rider.number)) == 1
+
+
+def test_booking_text_applied_again_after_its_rescue_was_made_says_booked(phone, services):
+    """A drain died after the rider's Y made the rescue and before the reply was queued: the
+    text is applied again, and the rider gets the booking's own words (its code and price), not
+    "your rescue is open", and there is still one rescue."""
+    rider = phone()
+    rider.ask("flat tire at Union Square")
+    quote = rider.ask("skip")
+    sid = "SM" + uuid.uuid4().hex
+    # What the dead drain left: the rescue this very text booked (same request key), no reply.
+    made = services.lifecycle.create(
+        request_key=f"sms:{sid}", rider_phone=rider.number,
+        pickup={"lat": 40.7359, "lng": -73.9911, "label": "Union Square"}, dropoff=None, problem="flat_tire",
+        problem_note="", quote_cents=int(re.search(r"\$(\d+)", quote)[1]) * 100, trip_miles=0.0, surge=1.0,
+        channel="sms")
+    rider.text("y", sid=sid)
+    reply = rider.wait_for(made.code)
+    assert reply.startswith("Booked!"), reply
+    assert services.db.rescues.count_documents({"rider_phone": rider.number}) == 1
+    services.dispatcher.cancel(made.id, "test over", by="dispatcher")
 
 
 def test_concurrent_texts_from_one_number_apply_in_turn(phone, live_service):
