@@ -74,9 +74,11 @@ def status_page():
     me, area = session_identity(), s.service_area
     config = {"username": me.username, "role": me.role, "tilesUrl": s.map_tiles_url,
               "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}
+    # The switch offers the other language in that language: its reader may not read this one.
     other = ENGLISH if me.language == SPANISH else SPANISH
     return render_template("status.html", csrf=csrf_token(), sandbox=s.sandbox, me=me, config=config,
-                           statuses=STATUSES, w=page_words(me.language, STATUS), other_language=other)
+                           statuses=STATUSES, w=page_words(me.language, STATUS), other_language=other,
+                           switch_title=page_words(other, STATUS)["nav"]["switch"])
 
 
 @bp.post("/language")
