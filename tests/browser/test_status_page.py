@@ -140,6 +140,7 @@ def test_a_spanish_speaking_dispatcher_gets_the_page_in_spanish_and_can_switch(s
         row.click()
         expect(page.locator("#detail h2")).to_contain_text(f"{rescue.code} · {es['status'][code]}")
         expect(page.locator("#detail-summary")).to_contain_text("llanta ponchada en Washington Square")
+        expect(page.locator("#timeline")).to_contain_text("rescate pedido por el cliente")
 
         page.get_by_label("Motivo de cancelación").select_option(label="otro (escríbelo)")
         page.get_by_role("button", name="Cancelar rescate").click()

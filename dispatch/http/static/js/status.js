@@ -279,12 +279,20 @@
       });
       keepScroll($("timeline"), function () {
         $("timeline").innerHTML = r.timeline.slice().reverse().map(function (e) {
-          var who = W.actors[e.by] != null ? W.actors[e.by] : e.by_name;
+          var who = actor(e);
           return "<li data-type=\"" + esc(e.type) + "\">" + esc(when(e.at)) + " · " + esc(word("events", e.type)) +
             " <span class=\"muted\">" + esc(fmt(W.detail.by, { name: who })) + "</span></li>";
         }).join("");
       });
     }).catch(function (e) { notice(fmt(W.notices.load_failed, { error: e.message }), false); });
+  }
+
+  // Who acted on the timeline: a person by the name the server found (a driver, a dispatcher's
+  // username), the service's own moves and a rider (`rider:sms`, `rider:voice`) in words.
+  function actor(e) {
+    var by = e.by || "", kind = by.split(":")[0];
+    if (W.actors[by] != null) { return W.actors[by]; }
+    return e.by_name === by && W.actors[kind] != null ? W.actors[kind] : e.by_name;
   }
 
   // The sender or recipient of a text: a party the service names by role, else a driver's name.
