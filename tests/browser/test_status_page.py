@@ -154,6 +154,9 @@ def test_a_spanish_speaking_dispatcher_gets_the_page_in_spanish_and_can_switch(s
         done.get_by_role("button", name="Cerrar").click()
         expect(done).to_have_count(0)
 
+        page.set_viewport_size({"width": 390, "height": 844})  # the longer Spanish words still fit a phone
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400
+        page.set_viewport_size({"width": 1280, "height": 900})
         page.get_by_role("button", name="English").click()  # the dispatcher's own choice, kept on the account
         expect(page.get_by_role("heading", name="Open rescues")).to_be_visible()
         expect(page.locator("html")).to_have_attribute("lang", "en")
