@@ -121,6 +121,10 @@ def session_secret(admin_token: str | None, secret_key: str | None) -> str:
     return hmac.new((admin_token or "").encode(), b"supportcarr-session", hashlib.sha256).hexdigest()
 
 
+# The built-in administrator has no account to keep a language on: its session keeps it.
+LANGUAGE_KEY = "lang"
+
+
 def session_identity() -> Identity | None:
     """The signed-in person, with the role their account has now (None when signed out)."""
     if "identity" in g:
@@ -135,10 +139,6 @@ def session_identity() -> Identity | None:
             found = account.identity if account and account.active else None
     g.identity = found
     return found
-
-
-# The built-in administrator has no account to keep a language on: its session keeps it.
-LANGUAGE_KEY = "lang"
 
 
 def choose_language(identity: Identity, lang: str) -> None:

@@ -35,7 +35,7 @@ def _browser_language() -> str:
     return request.accept_languages.best_match(LANGUAGES) or ENGLISH
 
 
-def _login(error: str | None = None, status: int = 200):
+def _login(error: str | None = None, status: int = 200) -> tuple[str, int]:
     w = page_words(_browser_language(), STATUS)
     return render_template("login.html", csrf=csrf_token(), w=w, error=w["login"][error] if error else None), status
 
