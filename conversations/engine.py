@@ -312,7 +312,7 @@ class Engine:
         driver = self.svc.drivers.by_phone(key)
         account = None if driver else self.svc.accounts.active_by_phone(key)
         if account:  # a dispatcher's HELP is the dispatcher's help
-            turn = self.run(Turn(key, sid, desk=account.identity), desk_flow.step(body))
+            turn = self.run(Turn(key, sid, desk=account.identity, lang=account.language), desk_flow.step(body))
             self._reply(key, sid, turn.texts)
             return "dispatcher"
         if normal in words.HELP:

@@ -105,7 +105,7 @@ class Board:
     def _row(self, r: Rescue, driver: Driver | None, now: int) -> dict[str, Any]:
         eta = self.tracking.eta_minutes(r, driver)
         return {"id": r.id, "code": r.code, "status": r.status, "age_s": (now - r.created_at) // 1000,
-                "problem": r.problem_label, "pickup": r.pickup, "rider": mask(r.rider_phone),
+                "problem": r.problem_label, "problem_code": r.problem, "pickup": r.pickup, "rider": mask(r.rider_phone),
                 "driver": driver.name if driver else None, "driver_id": r.driver_id, "eta_min": eta,
                 "payment_status": r.payment_status, "quote_cents": r.quote_cents, "flags": _flags(r, now)}
 

@@ -1,6 +1,7 @@
 """Every word the service says comes from `templates/`; this renders them, in English
 (`templates/sms/`, `templates/voice/`) or Spanish (their `es/` folders, a twin for each), and
-reads the words of the live-link pages (`templates/links/<lang>.json`, the same keys in both)."""
+reads the words of the pages: `templates/<page>/<lang>.json`, the same keys in both languages, for
+the live-link pages (`links`) and the dispatcher's status and login pages (`status`)."""
 from __future__ import annotations
 
 import json
@@ -39,12 +40,24 @@ def speak(template: str, /, lang: str = ENGLISH, **context) -> str:
     return _env().get_template(_path("voice", template, lang)).render(**context).strip()
 
 
-@lru_cache(maxsize=len(LANGUAGES))
-def _page_words(lang: str) -> str:
-    return (TEMPLATE_DIR / "links" / f"{lang}.json").read_text(encoding="utf-8")
+LINKS, STATUS = "links", "status"
+PAGES = (LINKS, STATUS)
 
 
-def page_words(lang: str = ENGLISH) -> dict:
-    """The words of the tracking and job pages in `lang` (English for anything else), for the
-    page's template and its script alike."""
-    return json.loads(_page_words(lang if lang in LANGUAGES else ENGLISH))
+@lru_cache(maxsize=len(PAGES) * len(LANGUAGES))
+def _page_words(page: str, lang: str) -> str:
+    return (TEMPLATE_DIR / page / f"{lang}.json").read_text(encoding="utf-8")
+
+
+def page_words(lang: str = ENGLISH, page: str = LINKS) -> dict:
+    """The words of a page in `lang` (English for anything else): one JSON file per page and
+    language, so the page's template and its script read the very same words. A fresh copy
+    each time: callers may add to it without changing what the next page gets."""
+    if page not in PAGES:
+        raise ValueError(f"no words for page {page!r}")
+    return json.loads(_page_words(page, lang if lang in LANGUAGES else ENGLISH))
+
+
+def language(value: object) -> str:
+    """`value` if it is a language the service speaks, else English."""
+    return value if isinstance(value, str) and value in LANGUAGES else ENGLISH

@@ -14,13 +14,14 @@ from dispatch.http.auth import hash_password
 from dispatch.http.validation import api_door
 from dispatch.model.account import NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ROLES, USERNAME_MAX, Account, valid_username
 from dispatch.model.phones import normalise
+from dispatch.texts import LANGUAGES
 
 bp = api_door(Blueprint("accounts", __name__, url_prefix="/api"))
 
 
 def _fields(body: dict[str, Any], creating: bool) -> tuple[dict[str, Any], Any]:
     """The account fields of `body`, validated: (fields, None) or (None, the 400 answer)."""
-    allowed = {"name", "password", "role", "phone", "active"} | ({"username"} if creating else set())
+    allowed = {"name", "password", "role", "phone", "active", "language"} | ({"username"} if creating else set())
     unknown = sorted(set(body) - allowed)
     if unknown:
         return {}, error(f"unknown field {unknown[0]}", 400, field=unknown[0])
@@ -53,6 +54,10 @@ def _fields(body: dict[str, Any], creating: bool) -> tuple[dict[str, Any], Any]:
         if not isinstance(body["active"], bool):
             return {}, error("active must be true or false", 400, field="active")
         fields["active"] = body["active"]
+    if "language" in body:
+        if body["language"] not in LANGUAGES:
+            return {}, error(f"language must be one of {', '.join(LANGUAGES)}", 400, field="language")
+        fields["language"] = body["language"]
     return fields, None
 
 

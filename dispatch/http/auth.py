@@ -28,6 +28,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.http import error, services
 from dispatch.model.account import ADMIN, BUILTIN_ADMIN, DISPATCHER, VIEWER, Account, Identity, may
+from dispatch.texts import language
 
 WINDOW_SECONDS = 60
 PASSWORD_METHOD = "scrypt"
@@ -120,6 +121,10 @@ def session_secret(admin_token: str | None, secret_key: str | None) -> str:
     return hmac.new((admin_token or "").encode(), b"supportcarr-session", hashlib.sha256).hexdigest()
 
 
+# The built-in administrator has no account to keep a language on: its session keeps it.
+LANGUAGE_KEY = "lang"
+
+
 def session_identity() -> Identity | None:
     """The signed-in person, with the role their account has now (None when signed out)."""
     if "identity" in g:
@@ -128,12 +133,24 @@ def session_identity() -> Identity | None:
     username = session.get("user")
     if username and time.time() < float(session.get("expires", 0)):
         if username == BUILTIN_ADMIN:
-            found = Identity(BUILTIN_ADMIN, ADMIN)
+            found = Identity(BUILTIN_ADMIN, ADMIN, language(session.get(LANGUAGE_KEY)))
         else:
             account: Account | None = services().accounts.by_username(username)
             found = account.identity if account and account.active else None
     g.identity = found
     return found
+
+
+def choose_language(identity: Identity, lang: str) -> None:
+    """Keep `lang` as the signed-in person's language: on their account, so it follows them to
+    any browser; the built-in administrator's in the session."""
+    if identity.username == BUILTIN_ADMIN:
+        session[LANGUAGE_KEY] = lang
+    else:
+        account = services().accounts.by_username(identity.username)
+        if account is not None:
+            services().accounts.update(account.id, {"language": lang})
+    g.pop("identity", None)
 
 
 def logged_in() -> bool:

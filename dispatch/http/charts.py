@@ -16,6 +16,9 @@ still looks right on its own (``<img src=...svg>``, a saved file):
 ``--muted``), ``--chart-axis`` (else ``--line``). Elements also carry classes
 (``sc-chart-bar``, ``sc-chart-line``, ``sc-chart-point``, ``sc-chart-text``) for page CSS.
 
+Words (the "max" and "no data" marks, the summary read out) come from the status page's words,
+``templates/status/<lang>.json`` ``charts``, in the language given (English by default).
+
 Values are scaled from zero (a 4-minute wait next to an 8-minute one looks half as long), and
 negative values are drawn as zero: both charts show counts and durations.
 """
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import math
 from html import escape
+
+from dispatch.texts import ENGLISH, STATUS, page_words
 
 # Room for the "highest" label above the plot and the first/last x labels below it.
 _TOP = 12
@@ -44,6 +49,7 @@ def bar_chart(
     unit: str,
     width: int = 300,
     height: int = 80,
+    lang: str = ENGLISH,
 ) -> str:
     """One bar per ``(label, value)``, e.g. 24 hourly counts; ``None`` (or NaN) is a missing bar."""
     _check_size(width, height)
@@ -65,8 +71,9 @@ def bar_chart(
                 f'<rect class="sc-chart-bar" x="{_f(x)}" y="{_f(y)}" width="{_f(slot - gap)}" '
                 f'height="{_f(h)}" fill="{_BAR_FILL}"><title>{_e(label)}: {_e(_amount(v, unit))}</title></rect>'
             )
-    summary = _summary(data, unit, kind="bar")
-    return _frame("bar", width, height, title, unit, summary, data, known, body)
+    words = _words(lang)
+    summary = _summary(data, unit, kind="bar", words=words)
+    return _frame("bar", width, height, title, unit, summary, data, known, body, words)
 
 
 def line_chart(
@@ -76,6 +83,7 @@ def line_chart(
     unit: str,
     width: int = 300,
     height: int = 80,
+    lang: str = ENGLISH,
 ) -> str:
     """A line through ``(label, value)`` points, e.g. median wait per hour; ``None`` (or NaN) leaves
     a gap (an hour without any assignment has no median), and a point alone between gaps is a dot."""
@@ -114,8 +122,9 @@ def line_chart(
                 f'<circle class="sc-chart-point" cx="{_f(x)}" cy="{_f(y)}" r="2" fill="{_LINE_STROKE}">'
                 f"<title>{_e(label)}: {_e(_amount(v, unit))}</title></circle>"
             )
-    summary = _summary(data, unit, kind="point")
-    return _frame("line", width, height, title, unit, summary, data, known, body)
+    words = _words(lang)
+    summary = _summary(data, unit, kind="point", words=words)
+    return _frame("line", width, height, title, unit, summary, data, known, body, words)
 
 
 # ---- shared parts -----------------------------------------------------------------------------
@@ -131,6 +140,7 @@ def _frame(
     data: list[tuple[str, float | None]],
     known: list[tuple[str, float]],
     body: list[str],
+    words: dict[str, str],
 ) -> str:
     """The svg element around a chart's marks: accessible name, baseline, axis labels."""
     base_y = height - _BOTTOM
@@ -152,10 +162,10 @@ def _frame(
     )
     if known:
         top_value = max(v for _, v in known)
-        parts.append(f'<text x="{_SIDE}" y="{_FONT}">max {_e(_amount(top_value, unit))}</text>')
+        parts.append(f'<text x="{_SIDE}" y="{_FONT}">{_e(words["max"].format(amount=_amount(top_value, unit)))}</text>')
     else:
         middle = _TOP + (base_y - _TOP) / 2 + _FONT / 3
-        parts.append(f'<text x="{_f(width / 2)}" y="{_f(middle)}" text-anchor="middle">no data</text>')
+        parts.append(f'<text x="{_f(width / 2)}" y="{_f(middle)}" text-anchor="middle">{_e(words["no_data"])}</text>')
     if data:
         parts.append(f'<text x="{_SIDE}" y="{height - 1}">{_e(data[0][0])}</text>')
         if len(data) > 1:
@@ -168,21 +178,25 @@ def _frame(
     return "".join(parts)
 
 
-def _summary(data: list[tuple[str, float | None]], unit: str, *, kind: str) -> str:
+def _words(lang: str) -> dict[str, str]:
+    return page_words(lang, STATUS)["charts"]
+
+
+def _summary(data: list[tuple[str, float | None]], unit: str, *, kind: str, words: dict[str, str]) -> str:
     """The chart in words, for screen readers and hover: what a sighted reader takes from it."""
     known = [(label, v) for label, v in data if v is not None]
     if not known:
-        return "no data"
+        return words["no_data"]
     top_label, top_value = max(known, key=lambda lv: lv[1])
     last_label, last_value = known[-1]
-    plural = "" if len(data) == 1 else "s"
-    words = [f"{len(data)} {kind}{plural} from {data[0][0]} to {data[-1][0]}"]
-    words.append(f"highest {_amount(top_value, unit)} at {top_label}")
-    words.append(f"latest {_amount(last_value, unit)} at {last_label}")
+    kinds = words[kind] if len(data) == 1 else words[kind + "s"]
+    said = [words["span"].format(n=len(data), kind=kinds, first=data[0][0], last=data[-1][0])]
+    said.append(words["highest"].format(amount=_amount(top_value, unit), label=top_label))
+    said.append(words["latest"].format(amount=_amount(last_value, unit), label=last_label))
     missing = len(data) - len(known)
     if missing:
-        words.append(f"{missing} without data")
-    return "; ".join(words)
+        said.append(words["missing"].format(n=missing))
+    return "; ".join(said)
 
 
 def _check_size(width: int, height: int) -> None:

@@ -67,7 +67,8 @@ ACCOUNT_FIELDS = {"name": text(account.NAME_MAX),
                   "password": {"type": "string", "minLength": account.PASSWORD_MIN,
                                "maxLength": account.PASSWORD_MAX},
                   "role": {"type": "string", "enum": list(account.ROLES)},
-                  "phone": PHONE, "active": {"type": "boolean"}}
+                  "phone": PHONE, "active": {"type": "boolean"},
+                  "language": {**LANGUAGE, "description": "the status page's language for this person (default en)"}}
 USERNAME = {"type": "string", "format": "username", "minLength": 1, "maxLength": account.USERNAME_MAX,
             "description": "letters (a-z, A-Z), digits, . _ -; not 'admin'"}
 POINT = {"type": "object", "properties": {"lat": {"type": "number"}, "lng": {"type": "number"},
@@ -184,7 +185,7 @@ OPENAPI: dict[str, Any] = {
                                    "409": _ok("username taken", ERROR)}}},
         "/api/dispatchers/{id}": {
             "parameters": [ID],
-            "patch": {"summary": "Change name, password, role, phone or active (admin)",
+            "patch": {"summary": "Change name, password, role, phone, active or language (admin)",
                       "requestBody": {"required": True, **_json({"type": "object", "properties": ACCOUNT_FIELDS,
                                                                  "minProperties": 1, "additionalProperties": False})},
                       "responses": {"200": _ok("the account", ACCOUNT), **FAIL, **MISSING}}},
@@ -215,7 +216,7 @@ OPENAPI: dict[str, Any] = {
             "Dispatcher": {"type": "object", "required": ["id", "username", "name", "role", "active"], "properties": {
                 "id": {"type": "string"}, "username": {"type": "string"}, "name": {"type": "string"},
                 "role": {"type": "string", "enum": list(account.ROLES)}, "phone": {"type": "string", "nullable": True},
-                "active": {"type": "boolean"}, "created_at": {"type": "string"}}},
+                "active": {"type": "boolean"}, "language": LANGUAGE, "created_at": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                                                                              "field": {"type": "string"}}},
             "HelpRequest": {"type": "object", "required": ["id", "phone", "reason", "status", "created_at"],

@@ -10,6 +10,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 from dispatch.http import services
 from dispatch.http.auth import (
     TooManyWrongTokens,
+    choose_language,
     csrf_ok,
     csrf_token,
     logged_in,
@@ -21,6 +22,7 @@ from dispatch.http.auth import (
 from dispatch.model.clock import iso
 from dispatch.model.phones import sender_key
 from dispatch.model.rescue import STATUSES
+from dispatch.texts import ENGLISH, LANGUAGES, SPANISH, STATUS, page_words
 
 bp = Blueprint("web", __name__)
 
@@ -28,9 +30,19 @@ THREAD_MESSAGES = 200
 OUTBOX_ROWS = 100
 
 
+def _browser_language() -> str:
+    """Nobody is signed in on the login page, so the browser's own preference decides."""
+    return request.accept_languages.best_match(LANGUAGES) or ENGLISH
+
+
+def _login(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    w = page_words(_browser_language(), STATUS)
+    return render_template("login.html", csrf=csrf_token(), w=w, error=w["login"][error] if error else None), status
+
+
 @bp.get("/login")
 def login_page():
-    return render_template("login.html", csrf=csrf_token(), error=None)
+    return _login()
 
 
 @bp.post("/login")
@@ -40,9 +52,9 @@ def login():
     try:
         identity = sign_in(request.form.get("username", "").strip(), request.form.get("password", ""))
     except TooManyWrongTokens:
-        return render_template("login.html", csrf=csrf_token(), error="Too many attempts; wait a minute."), 429
+        return _login("too_many", 429)
     if identity is None:
-        return render_template("login.html", csrf=csrf_token(), error="That username and password are not right."), 401
+        return _login("wrong", 401)
     start_session(identity)
     return redirect(url_for("web.status_page"))
 
@@ -62,8 +74,27 @@ def status_page():
     me, area = session_identity(), s.service_area
     config = {"username": me.username, "role": me.role, "tilesUrl": s.map_tiles_url,
               "area": {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}}
+    # The switch offers the other language in that language: its reader may not read this one.
+    other = ENGLISH if me.language == SPANISH else SPANISH
     return render_template("status.html", csrf=csrf_token(), sandbox=s.sandbox, me=me, config=config,
-                           statuses=STATUSES)
+                           statuses=STATUSES, w=page_words(me.language, STATUS), other_language=other,
+                           switch_title=page_words(other, STATUS)["nav"]["switch"])
+
+
+@bp.post("/language")
+def set_language():
+    """A page form rather than PATCH /api/dispatchers: that is an admin's change to someone's
+    account, while everyone signed in, a viewer too, picks their own language."""
+    if not csrf_ok():
+        abort(400)
+    me = session_identity()
+    if me is None:
+        return redirect(url_for("web.login_page"))
+    lang = request.form.get("lang", "")
+    if lang not in LANGUAGES:
+        abort(400)
+    choose_language(me, lang)
+    return redirect(url_for("web.status_page"))
 
 
 @bp.get("/simulator")

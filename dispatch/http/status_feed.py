@@ -10,11 +10,13 @@ from flask import Blueprint, Response, jsonify
 from dispatch.announcer import BOARD
 from dispatch.http import error, services
 from dispatch.http.api import search_terms
+from dispatch.http.auth import acting
 from dispatch.http.charts import bar_chart, line_chart
 from dispatch.http.sse import stream
 from dispatch.http.validation import api_door
 from dispatch.model.clock import iso
 from dispatch.model.phones import mask
+from dispatch.texts import STATUS, page_words
 
 bp = api_door(Blueprint("status_feed", __name__, url_prefix="/api"))
 
@@ -34,14 +36,16 @@ def board_stream():
 
 @bp.get("/figures")
 def figures():
-    """Today's figures, each with a small server-side SVG chart the page inlines."""
+    """Today's figures, each with a small server-side SVG chart the page inlines, in the words of
+    whoever asks (the charts are drawn here, so their words cannot wait for the page's script)."""
     f = services().board.figures()
-    hours = f["hours"]
+    hours, lang = f["hours"], acting().language
+    words = page_words(lang, STATUS)["charts"]
     charts = {
         "rescues_per_hour": bar_chart(list(zip(hours, f["rescues_per_hour"], strict=True)),
-                                      title="Rescues per hour today (UTC)", unit="rescues"),
+                                      title=words["rescues_per_hour"], unit=words["rescues"], lang=lang),
         "median_wait": line_chart(list(zip(hours, f["median_wait_minutes"], strict=True)),
-                                  title="Median wait until assigned, by hour requested (UTC)", unit="min"),
+                                  title=words["median_wait"], unit=words["minutes"], lang=lang),
     }
     return jsonify({**f, "charts": charts})
 

@@ -19,6 +19,8 @@ USERNAME_MAX = 40
 NAME_MAX = 80
 PASSWORD_MIN = 8
 PASSWORD_MAX = 200
+# The language the status page speaks to this person; an account made before languages had none.
+DEFAULT_LANGUAGE = "en"
 USERNAME = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")  # ASCII: one spelling per letter
 
 
@@ -42,6 +44,7 @@ class Identity:
     """Who is acting, as far as a role check is concerned."""
     username: str
     role: str
+    language: str = DEFAULT_LANGUAGE
 
     @property
     def by(self) -> str:
@@ -58,22 +61,24 @@ class Account:
     created_at: int
     phone: str | None = None
     active: bool = True
+    language: str = DEFAULT_LANGUAGE
 
     @property
     def identity(self) -> Identity:
-        return Identity(self.username, self.role)
+        return Identity(self.username, self.role, self.language)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Account:
         return cls(id=doc["_id"], username=doc["username"], name=doc["name"], role=doc["role"],
                    password_hash=doc["password_hash"], created_at=doc["created_at"], phone=doc.get("phone"),
-                   active=bool(doc.get("active", True)))
+                   active=bool(doc.get("active", True)), language=doc.get("language") or DEFAULT_LANGUAGE)
 
     def to_doc(self) -> dict[str, Any]:
         return {"_id": self.id, "username": self.username, "name": self.name, "role": self.role,
                 "password_hash": self.password_hash, "created_at": self.created_at, "phone": self.phone,
-                "active": self.active}
+                "active": self.active, "language": self.language}
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.username, "name": self.name, "role": self.role,
-                "phone": self.phone, "active": self.active, "created_at": iso(self.created_at)}
+                "phone": self.phone, "active": self.active, "language": self.language,
+                "created_at": iso(self.created_at)}

@@ -95,3 +95,73 @@ def test_status_page_fits_a_phone(logged_in):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400
     shoot(page, "status-phone.png")
+
+
+def test_a_spanish_speaking_dispatcher_gets_the_page_in_spanish_and_can_switch(slate, browser, live_service,
+                                                                               services):
+    import uuid
+
+    import httpx
+
+    from dispatch.texts import STATUS, page_words
+    from tests.browser.test_dispatcher_shift import make_rescue
+
+    es = page_words("es", STATUS)
+    username, password = f"lucia-{uuid.uuid4().hex[:6]}", "una frase bastante larga"
+    made = httpx.post(f"{live_service.url}/api/dispatchers", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                      json={"username": username, "name": "Lucía Pérez", "password": password,
+                            "role": "dispatcher", "language": "es"}, timeout=10)
+    assert made.status_code == 201, made.text
+    context = browser.new_context(base_url=live_service.url, locale="es-MX", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    try:
+        page.goto("/login")  # nobody signed in yet: the browser's Spanish decides
+        expect(page.locator("html")).to_have_attribute("lang", "es")
+        page.get_by_label("Usuario").fill(username)
+        page.get_by_label("Contraseña").fill(password)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url("**/")
+        for heading in ("Rescates abiertos", "Buscar un rescate", "Conductores", "Mapa"):
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        expect(page.locator("#me")).to_contain_text(f"{username} (despachador)")
+        expect(page.locator("#updated")).to_contain_text("actualizado")
+        expect(page.locator("#charts figcaption").first).to_have_text("Rescates por hora")
+        expect(page.locator(".sc-legend")).to_contain_text("Conductor al rescate")
+
+        rescue = make_rescue(services, "Washington Square")
+        row = page.locator("#rescues tr", has_text=rescue.code)
+        expect(row).to_be_visible(timeout=10000)
+        status = row.locator("td[data-status]")
+        code = status.get_attribute("data-status")
+        expect(status).to_have_text(es["status"][code])
+        expect(row.locator("td[data-problem]")).to_have_text("llanta ponchada")
+        expect(row.locator("td[data-payment]")).to_have_text("sin cobrar")
+        row.click()
+        expect(page.locator("#detail h2")).to_contain_text(f"{rescue.code} · {es['status'][code]}")
+        expect(page.locator("#detail-summary")).to_contain_text("llanta ponchada en Washington Square")
+        expect(page.locator("#timeline")).to_contain_text("rescate pedido por el cliente")
+
+        page.get_by_label("Motivo de cancelación").select_option(label="otro (escríbelo)")
+        page.get_by_role("button", name="Cancelar rescate").click()
+        expect(page.locator("#notices")).to_contain_text("Escribe el motivo de la cancelación.")
+        page.get_by_label("Motivo de cancelación").select_option(label="pedido duplicado")
+        page.get_by_role("button", name="Cancelar rescate").click()
+        expect(page.locator("#notices")).to_contain_text(f"Cancelar {rescue.code}: listo.")
+        assert services.rescues.get(rescue.id).cancel_reason == "duplicate request"  # the API's words, not the page's
+        expect(page.locator("#timeline")).to_contain_text(f"rescate cancelado por {username}", timeout=10000)
+        done = page.locator("#notices .notice", has_text=f"Cancelar {rescue.code}")
+        done.get_by_role("button", name="Cerrar").click()
+        expect(done).to_have_count(0)
+
+        page.set_viewport_size({"width": 390, "height": 844})  # the longer Spanish words still fit a phone
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.get_by_role("button", name="English").click()  # the dispatcher's own choice, kept on the account
+        expect(page.get_by_role("heading", name="Open rescues")).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.locator("#me")).to_contain_text(f"{username} (dispatcher)")
+        expect(page.get_by_role("button", name="Español")).to_be_visible()
+        assert services.accounts.by_username(username).language == "en"
+    finally:
+        context.close()

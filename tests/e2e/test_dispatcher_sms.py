@@ -15,12 +15,12 @@ def only_ours_on_the_board(services) -> None:
     services.db.rescues.update_many({"status": "unfulfilled"}, {"$set": {"updated_at": 0}})
 
 
-def dispatcher_phone(live_service, phone, role: str):
+def dispatcher_phone(live_service, phone, role: str, **extra):
     desk = phone()
     username = f"sms-{role}-{uuid.uuid4().hex[:6]}"
     r = httpx.post(f"{live_service.url}/api/dispatchers", headers=AUTH, timeout=10,
                    json={"username": username, "name": role.title(), "password": "a long password",
-                         "role": role, "phone": desk.number})
+                         "role": role, "phone": desk.number, **extra})
     assert r.status_code == 201, r.text
     return desk, username
 
@@ -59,6 +59,12 @@ def test_a_viewer_by_text_can_look_but_not_act(slate, live_service, phone, servi
     assert refused.startswith("Your role (viewer) can't do that by text; it needs dispatcher")
     assert services.rescues.by_code(code).status == "searching"
     services.dispatcher.cancel(services.rescues.by_code(code).id, "test", by="test")
+
+
+def test_a_spanish_speaking_dispatcher_is_answered_in_spanish(slate, live_service, phone):
+    desk, _ = dispatcher_phone(live_service, phone, "dispatcher", language="es")
+    assert desk.ask("HELP").startswith("Despacho por texto: LIST")
+    assert desk.ask("what?").startswith("Ese comando no existe")
 
 
 def test_an_inactive_dispatchers_phone_is_a_rider_again(slate, live_service, phone):
