@@ -25,6 +25,7 @@ from dispatch.adapters.logs import setup_logging
 from dispatch.adapters.rq_scheduler import urgent_queue_name
 from dispatch.bootstrap import Services, build_services
 from dispatch.config import Settings, load_settings, settings_or_exit
+from dispatch.http import error
 from dispatch.model.clock import iso
 
 WEB_WORKERS = 2
@@ -70,6 +71,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.secret_key = session_secret(settings.admin_token, settings.secret_key)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def api_refusal(exc):
+        """An API client gets JSON even for a URL no route matches (a path parameter the router
+        cannot take, a typo): the document's error shape, not Flask's HTML page."""
+        if request.path.startswith("/api/"):
+            return error(exc.description, exc.code)
+        return exc
 
     @app.before_request
     def bind_request():

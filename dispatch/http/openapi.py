@@ -167,7 +167,7 @@ OPENAPI: dict[str, Any] = {
                        "responses": {"200": _ok("what was erased, per kind of record", {
                            "type": "object", "properties": {"phone": {"type": "string"},
                                                             "erased": {"type": "object"}}}),
-                                     **FAIL, "409": _ok("the rider has an open rescue", ERROR)}}},
+                                     **FAIL, **MISSING, "409": _ok("the rider has an open rescue", ERROR)}}},
         "/api/stats": {"get": {"summary": "Counts by status, today's medians, drivers online",
                                "responses": {"200": _ok("stats"), **FAIL}}},
         "/api/board": {"get": {"summary": "Everything the status page shows",

@@ -127,6 +127,14 @@ def _each_operation(api_schema, mode, statuses: Counter[int]) -> None:
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
         @hypothesis.settings(max_examples=EXAMPLES, **RUN)
         def run(case):
-            statuses[case.call_and_validate(headers=TOKEN).status_code] += 1
+            headers = TOKEN
+            if mode == GenerationMode.NEGATIVE:
+                # A case may be schema-violating only by what cannot be sent (a query key whose
+                # value is an empty list sends nothing) or by leaving the token out: adding the
+                # token back, or sending nothing for that part, would make a valid request of it.
+                hypothesis.assume(not any(v == [] for v in (case.query or {}).values()))
+                if "Authorization" not in (case.headers or {}):
+                    headers = None
+            statuses[case.call_and_validate(headers=headers).status_code] += 1
 
         run()
