@@ -71,6 +71,6 @@ class Lifecycle:
                       **(changes or {})}
             after = self.rescues.compare_and_set(rescue_id, rescue.version, rescue.status, fields)
             if after is not None:
-                self.bus.publish(happened)
+                self.bus.publish(happened, rescue=after)
                 return after, True
         raise RuntimeError(f"rescue {rescue_id} kept changing; giving up")
