@@ -224,7 +224,8 @@ class Dispatcher:
                               driver_id=candidate.driver_id, status=of.OPEN, created_at=now,
                               expires_at=now + self.settings.offer_timeout_seconds * 1000, distance_km=distance))
         self.bus.publish(ev.OfferMade(rescue_id=rescue.id, by="dispatcher", offer_id=offer_id,
-                                      driver_id=candidate.driver_id, distance_km=distance))
+                                      driver_id=candidate.driver_id, distance_km=distance),
+                         rescue=rescue)  # as read under the dispatch lock; an offer changes nothing on it
         log.info("offer_made", rescue_id=rescue.id, offer_id=offer_id, driver_id=candidate.driver_id)
         return 1
 
