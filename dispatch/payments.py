@@ -130,9 +130,7 @@ class Payments:
         obj = data.get("object") if isinstance(data, dict) else None
         if not event_id or not isinstance(obj, dict):
             return "malformed"
-        if self.stripe_events.applied(event_id):
-            return "duplicate"
-        rescue_id = self._rescue_of(obj)
+        rescue_id = self._rescue_of(obj)  # a repeat is told from its record under the lock, not before
         if rescue_id is None or self.rescues.get(rescue_id) is None:
             self._mark_event(event_id, kind, obj, rescue_id)
             return "not-ours"
