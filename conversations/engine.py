@@ -339,7 +339,8 @@ class Engine:
         s = self.svc.settings
         ctx = FlowContext(locator=self.svc.locator, area=s.service_area, max_trip_miles=s.max_trip_miles,
                           quote=self.svc.current_quote, open_rescue=open_rescue,
-                          aftercare=None if open_rescue else self.svc.payments.aftercare_for(key), channel=channel,
+                          find_aftercare=None if open_rescue else lambda: self.svc.payments.aftercare_for(key),
+                          channel=channel,
                           language=convo.language if convo.version else None, language_chosen=convo.language_chosen)
         result = rider.step(convo.state, convo.data, body, ctx)
         replies = any(isinstance(e, Reply) for e in result.effects)

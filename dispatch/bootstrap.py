@@ -87,7 +87,7 @@ log = structlog.get_logger(__name__)
 def event_handlers(svc: Core) -> dict[type[ev.Event], Sequence[Handler]]:
     """Everything that follows from each kind of change, in the order it runs."""
     d, n, p, m, t = svc.dispatcher, svc.notifier, svc.payments, svc.metrics, svc.tracking
-    assigned = time_to_assign(svc.rescues, m)
+    assigned = time_to_assign(svc.handling_rescues, m)
     table: dict[type[ev.Event], list[Handler]] = {
         ev.RescueRequested: [d.dispatch_soon],
         ev.OfferMade: [d.schedule_expiry, n.offer_made, m.offer_outcome],
@@ -146,10 +146,13 @@ class Core:
         self.delivery = Delivery(messages, sender, optouts, metrics, f"{settings.public_base_url}/twilio/status",
                                  scheduler)
         self.links = Links(settings, links, rescues, drivers)
-        self.tracking = Tracking(settings, rescues, drivers, self.bus, router)
+        # The readers among the event handlers read an event's rescue and drivers once (dispatch.bus).
+        self.handling_rescues, handling_drivers = self.bus.reads.rescues(rescues), self.bus.reads.drivers(drivers)
+        self.tracking = Tracking(settings, self.handling_rescues, handling_drivers, self.bus, router)
         self.dispatcher = Dispatcher(settings, self.lifecycle, rescues, drivers, offers, self.matcher, self.bus,
                                      scheduler, locks, self.links)
-        self.notifier = Notifier(settings, self.outbox, rescues, drivers, offers, self.tracking, self.links)
+        self.notifier = Notifier(settings, self.outbox, self.handling_rescues, handling_drivers, offers, self.tracking,
+                                 self.links)
         self.payments = Payments(rescues, drivers, ledger, stripe_events, self.bus, scheduler, locks, gateway)
         self.board = Board(settings, rescues, drivers, events, self.tracking, messages, offers)
         self.help_desk = HelpDesk(settings, help_requests, rescues, self.outbox, self.bus)

@@ -175,10 +175,11 @@ class Dispatcher:
                 except (ExpectationFailed, IllegalTransition):
                     pass
                 return "unfulfilled"
-            live = self.offers.count_live(rescue_id)
+            offers = self.offers.for_rescue(rescue_id)  # one read: the live ones and who not to ask again
+            live = sum(1 for o in offers if o.status in of.LIVE)
             made = 0
             if live < self.settings.offer_fanout:
-                excluded = self._excluded_drivers(rescue_id, now)
+                excluded = self._excluded_drivers(offers, now)
                 pickup = rescue.pickup
                 want = self.settings.offer_fanout - live
                 for candidate in self.matcher.candidates(pickup["lat"], pickup["lng"], excluded, want=want):
@@ -190,12 +191,11 @@ class Dispatcher:
             self._maybe_update_rider(rescue, now)
             return f"offers:{live + made}"
 
-    def _excluded_drivers(self, rescue_id: str, now: int) -> set[str]:
+    def _excluded_drivers(self, offers: list[Offer], now: int) -> set[str]:
         """Who not to ask again: drivers who passed or handed the job back, and, for a while,
         those who let an offer run out."""
         cool_off = now - EXPIRED_COOL_OFF_TIMEOUTS * self.settings.offer_timeout_seconds * 1000
-        return {o.driver_id for o in self.offers.for_rescue(rescue_id)
-                if o.status != of.EXPIRED or int(o.expired_at or now) > cool_off}
+        return {o.driver_id for o in offers if o.status != of.EXPIRED or int(o.expired_at or now) > cool_off}
 
     def _retry_later(self, rescue_id: str, now: int) -> None:
         """One follow-up at a time per rescue, however many triggers ask for one."""
@@ -224,7 +224,8 @@ class Dispatcher:
                               driver_id=candidate.driver_id, status=of.OPEN, created_at=now,
                               expires_at=now + self.settings.offer_timeout_seconds * 1000, distance_km=distance))
         self.bus.publish(ev.OfferMade(rescue_id=rescue.id, by="dispatcher", offer_id=offer_id,
-                                      driver_id=candidate.driver_id, distance_km=distance))
+                                      driver_id=candidate.driver_id, distance_km=distance),
+                         rescue=rescue)  # as read under the dispatch lock; an offer changes nothing on it
         log.info("offer_made", rescue_id=rescue.id, offer_id=offer_id, driver_id=candidate.driver_id)
         return 1
 

@@ -32,10 +32,9 @@ class Lifecycle:
     def create(self, *, request_key: str, rider_phone: str, pickup: dict, dropoff: dict | None,
                problem: str, problem_note: str, quote_cents: int, trip_miles: float, surge: float,
                channel: str, driver_pay_cents: int = 0, language: str = "en") -> Rescue:
-        """Create once per request: a retried webhook gets the rescue its first delivery made."""
-        existing = self.rescues.by_request_key(request_key)
-        if existing:
-            return existing
+        """Create once per request: a retried webhook gets the rescue its first delivery made.
+        The unique request key decides (no read first: a retry, which is rare, costs a code
+        number instead of every request costing a round trip)."""
         now = now_ms()
         seq = self.rescues.next_seq()
         rescue = Rescue(
@@ -72,6 +71,6 @@ class Lifecycle:
                       **(changes or {})}
             after = self.rescues.compare_and_set(rescue_id, rescue.version, rescue.status, fields)
             if after is not None:
-                self.bus.publish(happened)
+                self.bus.publish(happened, rescue=after)
                 return after, True
         raise RuntimeError(f"rescue {rescue_id} kept changing; giving up")

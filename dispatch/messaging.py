@@ -98,7 +98,24 @@ class Delivery:
         """Send one batch of never-tried pending texts, one lane per number on a thread pool.
         Returns how many texts it took, for `RqScheduler.drain` to tell a full batch from a
         short one; 0 when none of them moved on (all waiting behind texts mid-send elsewhere),
-        so a drain stops rather than spinning on them."""
+        so a drain stops rather than spinning on them.
+
+        One look reads every unfinished text. When that comes back short it holds each
+        number's whole queue, which is what the number's lane would read first, so the lane
+        starts from it. Behind a backlog (a full look) each lane reads its number's texts itself."""
+        look = self.messages.unfinished(SEND_BATCH)
+        if len(look) >= SEND_BATCH:
+            return self._drain_backlog()
+        queues: dict[str, list[dict[str, Any]]] = {}
+        for msg in look:
+            queues.setdefault(msg["phone"], []).append(msg)
+        fresh = [msg for msg in look if msg["status"] == m.PENDING and not msg.get("attempts")]
+        phones = list(dict.fromkeys(msg["phone"] for msg in fresh))
+        lanes = list(self._executor().map(lambda phone: self._lane(phone, first=queues[phone]), phones))
+        moved = any(outcome != WAITING for lane in lanes for outcome in lane.values())
+        return len(fresh) if moved else 0
+
+    def _drain_backlog(self) -> int:
         batch = self.messages.unsent(SEND_BATCH)
         phones = list(dict.fromkeys(msg["phone"] for msg in batch))
         lanes = list(self._executor().map(self._lane, phones))  # every lane done before the next look
@@ -117,28 +134,46 @@ class Delivery:
             outcome = WAITING if now["status"] == m.PENDING else now["status"]
         return outcome
 
-    def _lane(self, phone: str, raise_for: str | None = None) -> dict[str, str]:
-        """The number's unfinished texts oldest first, re-read until a look sends nothing
-        (texts queued meanwhile go out after the earlier ones, from this lane)."""
+    def _lane(self, phone: str, raise_for: str | None = None,
+              first: list[dict[str, Any]] | None = None) -> dict[str, str]:
+        """The number's unfinished texts oldest first (`first`: as the drain's look found them).
+
+        A lane that stops behind a text mid-send elsewhere, or loses a claim to another lane,
+        marks that text (`wait_behind`), and the lane sending it reads the number's texts again
+        once it has finished its own: texts queued meanwhile go out after the earlier ones, and
+        a lane nobody waited on needs no second look. A mark that finds the text no longer
+        mid-send means its lane may already have finished: this lane looks again itself."""
         outcomes: dict[str, str] = {}
         deadline = time.monotonic() + LANE_BUDGET_SECONDS
+        docs = first
         while time.monotonic() < deadline:
-            sent = False
+            if docs is None:
+                docs = self.messages.unfinished_to(phone, LANE_BATCH)
+            full = first is None and len(docs) >= LANE_BATCH
+            sent = again = False
             dead_before = now_ms() - CLAIM_DEAD_MS
-            for msg in self.messages.unfinished_to(phone, LANE_BATCH):
+            for msg in docs:
                 if msg["status"] != m.PENDING:
                     if int(msg.get("claimed_at") or 0) < dead_before:
                         continue  # its worker died mid-send: the sweeper settles it
-                    # Mid-send elsewhere: that lane goes on after it (if its worker dies, the
-                    # sweeper's `unblock` does).
-                    return outcomes
-                outcome = self._send_one(msg, raise_for)
+                    if self.messages.wait_behind(msg["_id"]):
+                        return outcomes  # mid-send elsewhere: that lane goes on after it
+                    again = True
+                    break
+                outcome, waited_on = self._send_one(msg, raise_for)
                 outcomes[msg["_id"]] = outcome
-                if outcome in (WAITING, RETRYING, CLAIMED_ELSEWHERE):
+                if outcome == CLAIMED_ELSEWHERE:
+                    if self.messages.wait_behind(msg["_id"]):
+                        return outcomes
+                    again = True
+                    break
+                if outcome in (WAITING, RETRYING):
                     return outcomes
                 sent = True
-            if not sent:
+                again = again or waited_on
+            if not (again or (full and sent)):
                 break
+            docs, first = None, None
         return outcomes
 
     def unblock(self, phone: str) -> int:
@@ -151,9 +186,10 @@ class Delivery:
         self.scheduler.send_text(following["_id"])
         return 1
 
-    def _send_one(self, msg: dict[str, Any], raise_for: str | None) -> str:
-        """One text in its lane; RETRYING when it failed for now (its retry is arranged), WAITING
-        when the lane could not tell (the sweeper re-sends it)."""
+    def _send_one(self, msg: dict[str, Any], raise_for: str | None) -> tuple[str, bool]:
+        """One text in its lane, and whether another lane waited on it; RETRYING when it failed
+        for now (its retry is arranged), WAITING when the lane could not tell (the sweeper
+        re-sends it)."""
         try:
             return self._send(msg["_id"])
         except SendFailed:  # transient (a lasting failure is recorded and returned)
@@ -161,30 +197,32 @@ class Delivery:
                 raise
             if self.scheduler is not None:
                 self.scheduler.retry_send(msg["_id"])
-            return RETRYING
+            return RETRYING, False
         except Exception as exc:  # noqa: BLE001 - the lane stops; the sweeper re-sends what is left
             log.warning("batch_send_error", message_id=msg["_id"], error=type(exc).__name__)
-            return WAITING
+            return WAITING, False
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
         return self._pool
 
-    def _send(self, message_id: str) -> str:
+    def _send(self, message_id: str) -> tuple[str, bool]:
         """Claim the text (one round trip that also returns it, so what is sent is what was
-        claimed), check the opt-out registry, send."""
+        claimed), check the opt-out registry, send. The finish returns the text's marks: whether
+        another lane waited on it, and whether a receipt may have come before its sid was stored."""
         msg = self.messages.claim(message_id, now_ms())
         if msg is None:
-            return CLAIMED_ELSEWHERE
+            return CLAIMED_ELSEWHERE, False
         if self.optouts.is_opted_out(msg["phone"]):
             # Never tried at the carrier: the attempt the claim counted is given back.
-            if not self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
-                                        attempts=msg.get("attempts", 0)):
-                return CLAIMED_ELSEWHERE  # the sweeper took it back meanwhile
+            was = self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
+                                       attempts=msg.get("attempts", 0))
+            if was is None:
+                return CLAIMED_ELSEWHERE, False  # the sweeper took it back meanwhile
             log.info("text_suppressed", to=mask(msg["phone"]), message_id=message_id)
             self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
-            return m.SUPPRESSED
+            return m.SUPPRESSED, bool(was.get("waited_on"))
         try:
             sid = self.sender.send(msg["phone"], msg["body"], self.status_callback)
         except SendFailed as exc:
@@ -195,16 +233,17 @@ class Delivery:
                 raise
             if exc.opted_out:
                 self.optouts.opt_out(msg["phone"], source="carrier")
-            self.messages.finish(message_id, m.SENDING, m.FAILED, error_code=_code(exc.code))
+            was = self.messages.finish(message_id, m.SENDING, m.FAILED, error_code=_code(exc.code))
             log.warning("text_failed", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
             self.metrics.text_out(m.FAILED, str(exc.code or ""))
-            return m.FAILED
+            return m.FAILED, bool(was and was.get("waited_on"))
         status = m.SANDBOX if sid.startswith("SANDBOX") else m.SENT
-        self.messages.finish(message_id, m.SENDING, status, twilio_sid=sid, sent_at=now_ms(), error_code=None)
-        self._apply_early_receipt(sid)
+        was = self.messages.finish(message_id, m.SENDING, status, twilio_sid=sid, sent_at=now_ms(), error_code=None)
+        if was and was.get("receipt_early"):
+            self._apply_early_receipt(sid)
         self.metrics.text_out(status, "")
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
-        return status
+        return status, bool(was and was.get("waited_on"))
 
     def reconcile(self, msg: dict[str, Any]) -> str:
         """A text left `sending` by a worker that died mid-send: ask the carrier whether it
@@ -232,7 +271,10 @@ class Delivery:
 
         The callback can beat the send job to the store (Twilio answers the send, calls
         back, and only then does the job store the sid), so every receipt is also kept by
-        sid and applied once the sid is known.
+        sid and applied once the sid is known. A sender reads the receipts only for a text
+        marked since its claim: a receipt that finds no text marks every text mid-send, then
+        tries again. The finish stores the sid and reads the mark in one step, so either it
+        came before the second try (which then applies the receipt) or it sees the mark.
         """
         rank = m.STATUS_RANK.get(status)
         if rank is None:
@@ -241,6 +283,11 @@ class Delivery:
         if error_code:
             fields["error_code"] = _code(error_code)
         self.messages.keep_receipt(twilio_sid, fields)
+        if self.messages.advance(twilio_sid, fields):
+            return True
+        if self.messages.has_sid(twilio_sid):
+            return False  # an older status than the text has: nothing waits for it
+        self.messages.expect_receipt()
         return self.messages.advance(twilio_sid, fields)
 
     def _apply_early_receipt(self, twilio_sid: str) -> None:

@@ -130,9 +130,7 @@ class Payments:
         obj = data.get("object") if isinstance(data, dict) else None
         if not event_id or not isinstance(obj, dict):
             return "malformed"
-        if self.stripe_events.applied(event_id):
-            return "duplicate"
-        rescue_id = self._rescue_of(obj)
+        rescue_id = self._rescue_of(obj)  # a repeat is told from its record under the lock, not before
         if rescue_id is None or self.rescues.get(rescue_id) is None:
             self._mark_event(event_id, kind, obj, rescue_id)
             return "not-ours"
@@ -190,8 +188,9 @@ class Payments:
 
     def _recompute(self, rescue_id: str) -> tuple[str, str]:
         rescue = self.rescues.get(rescue_id)
-        sessions = self.ledger.entries(rescue_id, SESSION)
-        refunds = [r for r in self.ledger.entries(rescue_id, REFUND) if r["status"] == SUCCEEDED]
+        entries = self.ledger.entries(rescue_id)  # sessions and refunds in one read
+        sessions = [e for e in entries if e["kind"] == SESSION]
+        refunds = [e for e in entries if e["kind"] == REFUND and e["status"] == SUCCEEDED]
         paid = sum(int(s.get("amount_cents") or 0) for s in sessions if s["status"] == PAID)
         refunded = max(sum(int(r["amount_cents"]) for r in refunds),
                        int(rescue.extra.get("charge_refunded_cents") or 0))
@@ -203,13 +202,14 @@ class Payments:
             status = PAY_LINK_SENT
         else:
             status = PAY_NONE
-        self.rescues.set_fields(rescue_id, {"payment_status": status, "paid_cents": paid,
-                                            "refunded_cents": min(refunded, paid) if paid else 0})
+        fields = {"payment_status": status, "paid_cents": paid, "refunded_cents": min(refunded, paid) if paid else 0}
+        if status == PAY_PAID and rescue.payment_status not in SETTLED:
+            fields["rating_requested_at"] = now_ms()  # the receipt asks for one (`_announce`)
+        self.rescues.set_fields(rescue_id, fields)
         return rescue.payment_status, status
 
     def _announce(self, rescue_id: str, kind: str, obj: dict[str, Any], before: str, after: str) -> None:
         if after == PAY_PAID and before not in SETTLED:
-            self.rescues.set_fields(rescue_id, {"rating_requested_at": now_ms()})
             self.bus.publish(ev.PaymentPaid(rescue_id=rescue_id, by="stripe",
                                             amount_cents=_cents(obj.get("amount_total"))))
         elif after == PAY_FAILED and before != PAY_FAILED:

@@ -158,13 +158,23 @@ class MessageStore(Protocol):
     def get(self, message_id: str) -> dict[str, Any] | None: ...
     def unsent(self, limit: int) -> list[dict[str, Any]]:
         """Never-tried pending outbound texts, oldest first (id, phone, created_at)."""
+    def unfinished(self, limit: int) -> list[dict[str, Any]]:
+        """Outbound texts still pending or sending, to any number, in the order they were queued."""
     def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
         """Outbound texts to `phone` still pending or sending, in the order they were queued."""
     def stale_pending(self, older_than: int, limit: int) -> list[str]: ...
     def touch(self, message_id: str) -> None: ...
     def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
         """pending -> sending, counting the attempt; the text, or None if it was not pending."""
-    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool: ...
+    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> dict[str, Any] | None:
+        """`expect` -> `status`; the text as it was (with its `waited_on` and `receipt_early`
+        marks), or None if it was not `expect`."""
+    def wait_behind(self, message_id: str) -> bool:
+        """Mark a text mid-send so its lane looks again after finishing it; False when it is no
+        longer mid-send (the caller looks again itself)."""
+    def expect_receipt(self) -> None:
+        """Mark every text mid-send: a receipt came for a sid no text has yet, so each of them
+        reads its receipt once its sid is stored."""
     def stuck_sending(self, claimed_before: int, limit: int) -> list[dict[str, Any]]: ...
     def has_sid(self, twilio_sid: str) -> bool: ...
     def keep_receipt(self, twilio_sid: str, fields: dict[str, Any]) -> None: ...

@@ -144,14 +144,22 @@ class FlowContext:
     max_trip_miles: float
     quote: Callable[[float], Quote]
     open_rescue: Rescue | None = None
-    # The latest completed rescue while its payment or rating is still open.
+    # The latest completed rescue while its payment or rating is still open; or how to find it,
+    # asked only by the one step that needs it (a text that would start an intake), so the
+    # texts of an intake under way cost no lookup.
     aftercare: Rescue | None = None
+    find_aftercare: Callable[[], Rescue | None] | None = None
     channel: str = "sms"
     # The conversation's language, None before its first words; chosen: the rider said which
     # (ENGLISH / ESPAÑOL), so no guess changes it any more.
     language: str | None = None
     language_chosen: bool = False
 
+
+    def completed_rescue(self) -> Rescue | None:
+        if self.aftercare is None and self.find_aftercare is not None:
+            self.aftercare, self.find_aftercare = self.find_aftercare(), None
+        return self.aftercare
 
 @dataclass
 class StepResult:

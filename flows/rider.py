@@ -270,7 +270,7 @@ class RiderTurn:
     def _aftercare(self, text: str, asked: Intent | None) -> bool:
         """PAY for a fresh payment link (only when something is owed), or a 1-5 rating after the
         receipt; False if neither."""
-        rescue = self.ctx.aftercare
+        rescue = self.ctx.completed_rescue()
         if asked is Intent.PAY:
             if rescue is not None and rescue.payment_status in PAYABLE:
                 self.effects.append(ResendPaymentLink(rescue.id))

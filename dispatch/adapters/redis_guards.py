@@ -42,20 +42,24 @@ class RedisLocks:
                 pass
 
 
+# The count and its expiry in one round trip (a MULTI/EXEC pipeline is four commands on the wire).
+HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
+
 class RedisLimits:
     """Fixed-window counters (floods, auto-reply loops, token guessing)."""
 
     def __init__(self, redis: Redis, keys: KeySpace) -> None:
         self.redis, self.keys = redis, keys
+        self._hit = redis.register_script(HIT_SCRIPT)
 
     def hit(self, name: str, window_seconds: int) -> int:
         """Count one more in this window; returns the count so far."""
-        key = self._key(name, window_seconds)
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, window_seconds * 2)
-        count, _ = pipe.execute()
-        return int(count)
+        return int(self._hit(keys=[self._key(name, window_seconds)], args=[window_seconds * 2]))
 
     def clear(self, name: str, window_seconds: int) -> None:
         """Forget a counter (this window and the last): its name may carry a phone number."""

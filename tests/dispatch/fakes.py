@@ -328,6 +328,10 @@ class FakeMessages:
                    if d["direction"] == m.OUT and d["status"] == m.PENDING and d["attempts"] == 0]
         return [_copy(d) for d in sorted(waiting, key=lambda d: d["created_at"])][:limit]
 
+    def unfinished(self, limit: int) -> list[dict[str, Any]]:
+        rows = [d for d in self.rows.values() if d["direction"] == m.OUT and d["status"] in (m.PENDING, m.SENDING)]
+        return [_copy(d) for d in sorted(rows, key=lambda d: (d["created_at"], d.get("seq", 0)))][:limit]
+
     def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
         rows = [d for d in self.rows.values()
                 if d["phone"] == phone and d["direction"] == m.OUT and d["status"] in (m.PENDING, m.SENDING)]
@@ -345,15 +349,30 @@ class FakeMessages:
         if d is None or d["status"] != m.PENDING:
             return None
         before = dict(d)
-        d.update(status=m.SENDING, status_rank=m.STATUS_RANK[m.SENDING], claimed_at=at, attempts=d["attempts"] + 1)
+        d.update(status=m.SENDING, status_rank=m.STATUS_RANK[m.SENDING], claimed_at=at, attempts=d["attempts"] + 1,
+                 waited_on=False, receipt_early=False)
         return before
 
-    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
+    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> dict[str, Any] | None:
         d = self.rows.get(message_id)
         if d is None or d["status"] != expect:
-            return False
+            return None
+        before = {"_id": message_id, "waited_on": d.get("waited_on", False),
+                  "receipt_early": d.get("receipt_early", False)}
         d.update(status=status, status_rank=m.STATUS_RANK[status], updated_at=now_ms(), **fields)
+        return before
+
+    def wait_behind(self, message_id: str) -> bool:
+        d = self.rows.get(message_id)
+        if d is None or d["status"] != m.SENDING:
+            return False
+        d["waited_on"] = True
         return True
+
+    def expect_receipt(self) -> None:
+        for d in self.rows.values():
+            if d["direction"] == m.OUT and d["status"] == m.SENDING:
+                d["receipt_early"] = True
 
     def stuck_sending(self, claimed_before: int, limit: int) -> list[dict[str, Any]]:
         return [_copy(d) for d in self.rows.values()

@@ -638,6 +638,34 @@ def test_a_numbers_texts_wait_behind_one_mid_send_elsewhere_and_go_on_after_a_de
     assert message_in(db, second["_id"])["attempts"] == 1
 
 
+class QueueDuringSend:
+    """The real sender, plus, inside the first send, a text queued to the same number and a
+    second drain run at once: that drain finds the number's first text mid-send and stops."""
+
+    def __init__(self, real, box, other_drain) -> None:
+        self.real, self.box, self.other_drain = real, box, other_drain
+        self.other_took: int | None = None
+
+    def send(self, to, body, status_callback):
+        if self.other_took is None:
+            self.box.queue_text(to, "queued meanwhile", key=key())
+            self.other_took = self.other_drain()
+        return self.real.send(to, body, status_callback)
+
+
+def test_a_lane_another_stopped_behind_reads_its_numbers_texts_again(private_outbox, fake_twilio):
+    box, delivery, db = private_outbox
+    other = Delivery(delivery.messages, delivery.sender, delivery.optouts, delivery.metrics, None, delivery.scheduler)
+    sender = QueueDuringSend(delivery.sender, box, other.drain)
+    first = Delivery(delivery.messages, sender, delivery.optouts, delivery.metrics, None, delivery.scheduler)
+    to = new_number()
+    box.queue_text(to, "first", key=key())
+    first.drain()
+    assert sender.other_took == 0, "the other drain waits behind the text mid-send"
+    assert [t.body for t in fake_twilio.wait_for_texts(to, 2)] == ["first", "queued meanwhile"]
+    assert db.messages.count_documents({"phone": to, "status": "sent"}) == 2
+
+
 def test_kicks_coalesce_into_one_waiting_kick(services, settings):
     from rq import Queue
 

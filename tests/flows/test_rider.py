@@ -776,6 +776,24 @@ def test_pay_with_something_owed_sends_a_fresh_link():
     assert ResendPaymentLink("rescue-1") in result.effects
 
 
+def test_the_completed_rescue_is_looked_up_only_by_a_text_that_could_start_an_intake():
+    owed = make_rescue(status="completed", payment_status="failed")
+    asked: list[int] = []
+
+    def find():
+        asked.append(1)
+        return owed
+
+    rider = Rider(make_ctx(find_aftercare=find))
+    assert ResendPaymentLink("rescue-1") in rider.text("PAY").effects and asked == [1]
+    rider.text("flat tire at union square")
+    assert asked == [1], "looked up once per step (the context is the step's)"
+    asked.clear()
+    rider.ctx = make_ctx(find_aftercare=find)  # the engine builds a context per text
+    rider.text("skip")
+    assert asked == [], "a text in the middle of an intake needs no completed rescue"
+
+
 # -- a person ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["HUMAN", "human", "talk to a person", "agent", "operator", "persona", "humano",

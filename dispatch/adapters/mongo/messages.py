@@ -47,6 +47,10 @@ class MongoMessages:
         docs = self.col.find({"direction": m.OUT, "status": m.PENDING, "attempts": 0}, {"phone": 1, "created_at": 1})
         return list(docs.sort("created_at", 1).limit(limit))
 
+    def unfinished(self, limit: int) -> list[dict[str, Any]]:
+        docs = self.col.find({"direction": m.OUT, "status": {"$in": [m.PENDING, m.SENDING]}})
+        return list(docs.sort([("created_at", 1), ("seq", 1)]).limit(limit))
+
     def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
         docs = self.col.find({"phone": phone, "direction": m.OUT, "status": {"$in": [m.PENDING, m.SENDING]}})
         return list(docs.sort([("created_at", 1), ("seq", 1)]).limit(limit))
@@ -61,14 +65,23 @@ class MongoMessages:
     def claim(self, message_id: str, at: int) -> dict[str, Any] | None:
         return self.col.find_one_and_update(
             {"_id": message_id, "status": m.PENDING},
-            {"$set": {"status": m.SENDING, "status_rank": m.STATUS_RANK[m.SENDING], "claimed_at": at},
+            {"$set": {"status": m.SENDING, "status_rank": m.STATUS_RANK[m.SENDING], "claimed_at": at,
+                      "waited_on": False, "receipt_early": False},
              "$inc": {"attempts": 1}})
 
-    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> bool:
-        result = self.col.update_one({"_id": message_id, "status": expect},
-                                     {"$set": {"status": status, "status_rank": m.STATUS_RANK[status],
-                                               "updated_at": now_ms(), **fields}})
-        return result.modified_count == 1
+    def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> dict[str, Any] | None:
+        # The document as it was: its marks (`waited_on`, `receipt_early`) come back in the same round trip.
+        return self.col.find_one_and_update({"_id": message_id, "status": expect},
+                                            {"$set": {"status": status, "status_rank": m.STATUS_RANK[status],
+                                                      "updated_at": now_ms(), **fields}},
+                                            projection={"waited_on": 1, "receipt_early": 1})
+
+    def wait_behind(self, message_id: str) -> bool:
+        return self.col.update_one({"_id": message_id, "status": m.SENDING},
+                                   {"$set": {"waited_on": True}}).matched_count == 1
+
+    def expect_receipt(self) -> None:
+        self.col.update_many({"direction": m.OUT, "status": m.SENDING}, {"$set": {"receipt_early": True}})
 
     def stuck_sending(self, claimed_before: int, limit: int) -> list[dict[str, Any]]:
         return list(self.col.find({"direction": m.OUT, "status": m.SENDING,

@@ -83,3 +83,11 @@ def test_two_deployments_on_one_redis_do_not_see_each_other(two, services):
     stray = sorted(k for k in created if not k.startswith(("rq:", a.keys(""), b.keys(""), services.keys(""))))
     assert stray == [], f"keys outside any deployment's prefix: {stray}"
     assert any(k.startswith(a.keys("")) for k in created) and any(k.startswith(b.keys("")) for k in created)
+
+
+def test_a_rate_limit_hit_counts_and_sets_its_expiry(two, services):
+    a, _ = two
+    name = f"in:+1212555{uuid.uuid4().int % 10000:04d}"
+    assert [a.limits.hit(name, 60) for _ in range(3)] == [1, 2, 3]
+    [key] = list(services.redis.scan_iter(a.keys(f"rate:{name}:*")))
+    assert 60 < services.redis.ttl(key) <= 120

@@ -77,3 +77,22 @@ def test_everyone_is_texted_in_their_own_language(c):
     [offer] = c.messages.to(driver.phone)
     assert offer["body"].startswith(say("driver_offer", lang="es", rescue=c.rescues.get(rescue.id),
                                         distance_km=0.0, seconds=c.settings.offer_timeout_seconds)[:20])
+
+
+def test_an_events_handlers_read_its_rescue_and_driver_once_and_see_what_they_wrote(c, monkeypatch):
+    driver = add_driver(c)
+    rescue = add_rescue(c)
+    c.dispatcher.assign(rescue.id, driver.id)
+    reads: list[str] = []
+    for repo, kind in ((c.rescues, "rescue"), (c.drivers, "driver")):
+        monkeypatch.setattr(repo, "get",
+                            lambda entity_id, real=repo.get, kind=kind: reads.append(kind) or real(entity_id))
+    seen: list[object] = []
+    handlers = c.bus.handlers[ev.DriverAssigned]
+    c.bus.handlers = {**c.bus.handlers, ev.DriverAssigned: [
+        *handlers, lambda e: seen.append(c.handling_rescues.get(e.rescue_id).extra.get("eta_due_at"))]}
+    c.bus.publish(ev.DriverAssigned(rescue_id=rescue.id, by="test", status="assigned", driver_id=driver.id))
+    assert reads == ["rescue", "driver"], "the ETA, the texts and the metric share one read of each"
+    assert seen == [c.rescues.get(rescue.id).extra["eta_due_at"]], "the ETA the first handler stored"
+    reads.clear()
+    assert c.handling_rescues.get(rescue.id) is not None and reads == ["rescue"], "outside a handling: a read"
