@@ -95,11 +95,14 @@ _groups_lock = threading.Lock()
 
 
 def group_for(svc: Any) -> GroupCommit:
-    """The process's one group per wired services (the webhook's threads share it)."""
+    """The process's one group per wired services (the webhook's threads share it). It reads
+    `svc.messages` and `svc.scheduler` at each commit and holds `svc` weakly."""
     group = _groups.get(svc)
     if group is None:
         with _groups_lock:
             group = _groups.get(svc)
             if group is None:
-                group = _groups[svc] = GroupCommit(svc.messages.add_many, svc.scheduler.kick_inbound)
+                ref = weakref.ref(svc)
+                group = _groups[svc] = GroupCommit(lambda docs: ref().messages.add_many(docs),
+                                                   lambda: ref().scheduler.kick_inbound())
     return group
