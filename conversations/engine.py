@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from conversations.intake import group_for
 from dispatch.bootstrap import Services
 from dispatch.dispatcher import DriverResult
 from dispatch.holding import release
@@ -142,15 +143,14 @@ class Engine:
         """The webhook's whole part: record the text once (MongoDB is the record) and queue
         its step. Answering Twilio never waits on a flow, a lock or the number's previous
         text; replies go out by SMS jobs anyway. If Redis is down no drain is kicked and the
-        sweeper kicks one once it is back."""
+        sweeper kicks one once it is back. Texts arriving together in this process share one
+        insert and one kick (`conversations.intake`); a failed insert raises here for each."""
         key = sender_key(msg.sender, self.svc.settings.default_region)
         if key is None:
             return "no-sender"
-        record, new = self._record_inbound(key, msg, words.clean(msg.body))
-        if not new:
+        if not group_for(self.svc).record(self._inbound_doc(key, msg, words.clean(msg.body))):
             log.info("inbound_duplicate", phone=mask(key), sid=msg.sid)
             return "duplicate"
-        self.svc.scheduler.kick_inbound()
         return "queued"
 
     def hold(self, msg: Inbound) -> str:

@@ -154,6 +154,9 @@ class MessageStore(Protocol):
     """Texts in and out, as plain dicts; receipts are delivery callbacks kept by carrier sid."""
     def add(self, doc: dict[str, Any]) -> bool:
         """False when a text with the same key exists."""
+    def add_many(self, docs: list[dict[str, Any]]) -> list[bool]:
+        """`add` for each doc, in order, in one round trip (a doc whose key an earlier doc of
+        the same call took is a duplicate too)."""
     def by_key(self, key: str) -> dict[str, Any] | None: ...
     def get(self, message_id: str) -> dict[str, Any] | None: ...
     def unsent(self, limit: int) -> list[dict[str, Any]]:

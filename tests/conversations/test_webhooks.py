@@ -310,3 +310,26 @@ def test_the_inbound_drain_records_held_texts_before_each_batch_and_applies_them
         for queue in own.scheduler.queues:
             queue.delete(delete_jobs=True)
         services.db.client.drop_database(db.name)
+
+
+def test_concurrent_texts_are_each_recorded_once_and_answered_after_it(private, settings):
+    """Texts arriving together share one insert (conversations.intake): each is stored once,
+    a redelivery in the same batch is a duplicate, and every request answers 200 only once
+    its text is in MongoDB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    services, client = private
+    app = client.application
+    texts = [sms_params(new_number(), "flat tire at Union Square") for _ in range(24)]
+    posts = texts + texts[:6]  # six redelivered while the first copies may be in flight
+
+    def post(params):
+        r = post_signed(app.test_client(), settings, "/twilio/sms", params)
+        return r.status_code, inbound(services, params["MessageSid"]) is not None
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, posts))
+    assert answers == [(200, True)] * len(posts)
+    for p in texts:
+        assert services.db.messages.count_documents({"key": f"in:{p['MessageSid']}"}) == 1
+    assert services.scheduler.kicks_waiting("conversations.jobs.apply_pending") == 1

@@ -317,6 +317,9 @@ class FakeMessages:
         self.rows[doc["_id"]] = _copy(doc)
         return True
 
+    def add_many(self, docs: list[dict[str, Any]]) -> list[bool]:
+        return [self.add(doc) for doc in docs]
+
     def by_key(self, key: str) -> dict[str, Any] | None:
         return next((_copy(d) for d in self.rows.values() if d["key"] == key), None)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from dispatch.model import message as m
 from dispatch.model.clock import now_ms
+
+DUPLICATE_KEY = 11000
 
 
 class MongoMessages:
@@ -22,6 +24,21 @@ class MongoMessages:
         except DuplicateKeyError:
             return False
         return True
+
+    def add_many(self, docs: list[dict[str, Any]]) -> list[bool]:
+        """Each doc's `add` in one round trip (unordered: a duplicate does not stop the rest).
+        Raises the BulkWriteError if any doc failed for another reason than its key."""
+        if not docs:
+            return []
+        try:
+            self.col.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            duplicates = {e["index"] for e in errors}
+            return [i not in duplicates for i in range(len(docs))]
+        return [True] * len(docs)
 
     def by_key(self, key: str) -> dict[str, Any] | None:
         return self.col.find_one({"key": key})
