@@ -11,8 +11,12 @@ Two ways of running the send job are used:
   so these tests accept the text being sent by either worker and assert only on what the
   fake Twilio received and on the stored message document.
 * directly: an `Outbox` whose scheduler only records what it is asked to start (a fake of
-  the Scheduler port), then `services.delivery.deliver(id)`. No worker can race these
-  tests, so they can check exact return values and retry states.
+  the Scheduler port), then `services.delivery.deliver(id)`.
+
+The module has stores of its own (a database, a Redis key prefix and queues): the
+session's `live_service` shares the others, and its outbox drain takes any never-tried text
+whenever something kicks it, so no worker but the tests' own races these tests and they can
+check exact return values and retry states.
 """
 from __future__ import annotations
 
@@ -30,10 +34,32 @@ import dispatch.bootstrap
 import dispatch.worker
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.twilio import TwilioSender
+from dispatch.bootstrap import build_services
+from dispatch.config import load_settings
 from dispatch.messaging import Delivery, Outbox
 from dispatch.ports import SendFailed
 from tests.conftest import RESCUE_NUMBER, new_number
 from tests.fakes.http import FakeServer
+
+
+@pytest.fixture(scope="module")
+def service_env(service_env):
+    own = uuid.uuid4().hex[:8]
+    return {**service_env, "MONGO_DB": f"messaging_{own}", "RQ_QUEUE": f"q_messaging_{own}",
+            "REDIS_PREFIX": f"messaging_{own}"}
+
+
+@pytest.fixture(scope="module")
+def settings(service_env):
+    return load_settings(service_env)
+
+
+@pytest.fixture(scope="module")
+def services(settings):
+    svc = build_services(settings)
+    yield svc
+    svc.db.client.drop_database(settings.mongo_db)
+
 
 # --- helpers --------------------------------------------------------------------------------
 
