@@ -48,12 +48,11 @@ DISPATCH_BATCH = 16  # rescues one look of the dispatch drain takes
 # Taken before the other queue: the timers. The other queue holds payment links and per-text retries.
 URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 KICK_PREFIX = "kick:"
-KICK_TTL_SECONDS = 15
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs
-# KEYS: the kick key, the kick list[, a work set]; ARGV: the kick's TTL[, the member to add].
+# KEYS: the kick list[, a work set]; ARGV: [the member to add].
 KICK_SCRIPT = """
-if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[2]) end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then redis.call('LPUSH', KEYS[2], '1') end
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[1]) end
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('LPUSH', KEYS[1], '1') end
 return 1
 """
 HEARTBEAT_KEY = "workers:heartbeat"
@@ -151,11 +150,10 @@ class RqScheduler:
     def drain(self, drain: str, take_batch: Callable[[], int], batch_size: int) -> str:
         """Run a drain: batch after batch until a batch comes back short of `batch_size` or
         DRAIN_ROUNDS have run, then kick it again so the other drains and threads get their
-        turn in between. The drain clears its kick before each look at its work (see `_kick`),
-        so work stored after a short look has kicked again: no second, empty look is needed."""
+        turn in between. The kick this drain took left the list empty, so work stored after
+        it was taken has kicked again: no second, empty look is needed."""
         done = 0
         for _ in range(DRAIN_ROUNDS):
-            self.urgent.connection.delete(self.keys(_kick_key(drain, self.queue.name)))
             taken = take_batch()
             done += taken
             if taken < batch_size:
@@ -179,16 +177,16 @@ class RqScheduler:
             log.warning("enqueue_failed", job=path, error=type(exc).__name__)
 
     def _kick(self, drain: str, into: tuple[str, str] | None = None) -> None:
-        """Wake a drain thread unless a kick is already waiting for one that has not yet looked
-        (`into`: first add this member to this set, the drain's work list), in one round trip.
+        """Wake a drain thread unless a kick is already waiting in the list for one (`into`:
+        first add this member to this set, the drain's work list), in one round trip.
 
-        The drain deletes the kick key before each look at its work, and work is stored
-        before it kicks, so work whose kick finds the key set is seen by that look: nothing
-        waits for the sweeper. The TTL bounds the damage if a kick is lost with Redis or a
-        worker killed mid-drain.
-        """
-        keys = [self.keys(_kick_key(drain, self.queue.name)), self.keys(_kick_list(drain, self.queue.name))]
-        args: list[str | int] = [KICK_TTL_SECONDS]
+        Work is stored before it kicks, and a waiting kick has not yet been taken by a drain,
+        so that drain's look will see the work: nothing waits for the sweeper. Taking the kick
+        is the only mark that a drain is on its way, so a drain thread killed between taking a
+        kick and looking loses that one kick, never the ones after it (the sweeper kicks for
+        what it left)."""
+        keys = [self.keys(_kick_list(drain, self.queue.name))]
+        args: list[str] = []
         if into:
             keys.append(into[0])
             args.append(into[1])
@@ -199,10 +197,6 @@ class RqScheduler:
 
     def _queue(self, path: str) -> Queue:
         return self.urgent if path in URGENT else self.queue
-
-
-def _kick_key(drain: str, queue_name: str) -> str:
-    return f"{KICK_PREFIX}{drain.rsplit('.', 1)[-1]}:{queue_name}"
 
 
 def _timer_id(offer_id: str) -> str:
