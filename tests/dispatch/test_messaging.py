@@ -212,7 +212,7 @@ def test_same_key_twice_makes_one_document_and_one_send(services, fake_twilio, r
 def test_carrier_opt_out_through_rq_is_final_and_not_retried(services, fake_twilio, run_worker,
                                                              no_pending_failures):
     to = new_number()
-    fake_twilio.fail_next(1, 400, 21610)
+    fake_twilio.fail_next(1, 400, 21610, to=to)
     doc = services.outbox.queue_text(to, "Your driver is here", key=key())
     run_worker()
     stored = wait_for_status(services, doc["_id"], ("failed",))
@@ -341,7 +341,7 @@ def test_unreachable_twilio_is_transient(outbox, services, settings):
 def test_21610_fails_opts_the_number_out_and_is_not_retried(outbox, services, fake_twilio, no_pending_failures):
     to = new_number()
     doc = outbox.queue_text(to, "offer", key=key())
-    fake_twilio.fail_next(1, 400, 21610)
+    fake_twilio.fail_next(1, 400, 21610, to=to)
     assert services.delivery.deliver(doc["_id"]) == "failed"  # returns: RQ will not retry it
     stored = message(services, doc["_id"])
     assert stored["status"] == "failed" and stored["error_code"] == "21610" and stored["status_rank"] == 5
@@ -360,7 +360,7 @@ def test_21610_fails_opts_the_number_out_and_is_not_retried(outbox, services, fa
 def test_bad_number_fails_without_opting_out(outbox, services, fake_twilio, no_pending_failures, code):
     to = new_number()
     doc = outbox.queue_text(to, "hello", key=key())
-    fake_twilio.fail_next(1, 400, code)
+    fake_twilio.fail_next(1, 400, code, to=to)
     assert services.delivery.deliver(doc["_id"]) == "failed"
     stored = message(services, doc["_id"])
     assert stored["status"] == "failed" and stored["error_code"] == str(code)
@@ -644,7 +644,7 @@ def test_drain_hands_a_transient_failure_to_its_own_retry_job_and_leaves_it(priv
     box, delivery, db = private_outbox
     to = new_number()
     doc = box.queue_text(to, "one", key=key())
-    fake_twilio.fail_next(1, 503, 20503)
+    fake_twilio.fail_next(1, 503, 20503, to=to)
     assert delivery.drain() == 1
     assert delivery.retries == [doc["_id"]]
     stored = message_in(db, doc["_id"])

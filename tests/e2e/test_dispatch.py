@@ -231,8 +231,8 @@ def test_rescue_survives_a_redis_flush_mid_search(slate, phone, live_service, se
 
 def test_twilio_errors_are_retried_and_sent_once(slate, phone, fake_twilio):
     rider = phone()
-    fake_twilio.fail_next(1, 500, 20500)
-    fake_twilio.fail_next(1, 429, 20429)
+    fake_twilio.fail_next(1, 500, 20500, to=rider.number)
+    fake_twilio.fail_next(1, 429, 20429, to=rider.number)
     before = fake_twilio.requests
     assert "Where are you?" in rider.ask("hello", timeout=20)
     assert fake_twilio.requests - before >= 3

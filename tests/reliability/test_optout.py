@@ -66,7 +66,7 @@ def test_stop_while_a_reply_waits_for_its_retry_suppresses_it(rq_scheduler, phon
     rider = phone()
     quiesce(services)
     try:
-        fake_twilio.fail_next(2, 500, 20500)
+        fake_twilio.fail_next(2, 500, 20500, to=rider.number)
         sid = "SM" + uuid.uuid4().hex
         assert rider.text("hello", sid=sid).status_code == 200
         assert wait_until(lambda: services.db.messages.find_one({"key": f"reply:{sid}", "attempts": 2,

@@ -77,7 +77,7 @@ def test_21610_opts_the_number_out_and_nothing_more_is_sent(slate, phone, live_s
     texts_before, requests_before = len(rider.replies()), fake_twilio.requests
     url = f"{live_service.url}/api/rescues/{r.id}/message"
     try:
-        fake_twilio.fail_next(1, 400, 21610)
+        fake_twilio.fail_next(1, 400, 21610, to=rider.number)
         first = httpx.post(url, headers=AUTH, json={"to": "rider", "body": canary("dispatcher note")}, timeout=10)
         assert first.status_code == 201, first.text
         failed = wait_until(lambda: services.db.messages.find_one({"_id": first.json()["id"], "status": "failed"}), 10)
@@ -114,7 +114,7 @@ def test_21211_fails_the_text_without_retrying_it(rq_scheduler, phone, services,
     before = fake_twilio.requests
     params = sms_params(rider.number, "hello")
     try:
-        fake_twilio.fail_next(1, 400, 21211)
+        fake_twilio.fail_next(1, 400, 21211, to=rider.number)
         assert rider.text("hello", sid=params["MessageSid"]).status_code == 200
         failed = wait_until(lambda: services.db.messages.find_one({"key": f"reply:{params['MessageSid']}",
                                                                    "status": "failed"}), 10)
