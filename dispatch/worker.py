@@ -9,8 +9,8 @@ logging and Sentry once per process, and runs beside RQ's loop, in threads:
 - the heartbeat, for /healthz;
 - the sweeper: every worker process has one, a Redis lock lets one sweep at a time, and
   nothing in Redis has to survive for the sweeping to go on;
-- one thread per drain (inbound texts, the outbox, rescues to search for), each blocked on its kick list
-  (`RqScheduler.next_kick`) and running the drain when kicked (see
+- one thread per drain (inbound texts, the outbox, rescues to search for, payment links), each
+  blocked on its kick list (`RqScheduler.next_kick`) and running the drain when kicked (see
   dispatch.adapters.rq_scheduler for why drains are not RQ jobs). A warm shutdown lets a
   running drain finish.
 
@@ -29,9 +29,11 @@ from dispatch.adapters.logs import RQ_LOGGERS, adopt, setup_logging
 from dispatch.adapters.rq_scheduler import (
     DISPATCH_BATCH,
     DRAIN_DISPATCH,
+    DRAIN_LINKS,
     DRAIN_OUTBOX,
     DRAINS,
     HEARTBEAT_SECONDS,
+    LINKS_BATCH,
     WorkerHeartbeats,
 )
 from dispatch.bootstrap import worker_services
@@ -177,5 +179,24 @@ def expire_offer(offer_id: str) -> str:
     return worker_services().dispatcher.expire(offer_id)
 
 
+def links_waiting() -> str:
+    """The links drain: completed rescues waiting for their payment link. A link that fails
+    here (Stripe down, the client's own retries spent) goes on as an RQ job with back-off."""
+    svc = worker_services()
+
+    def batch() -> int:
+        taken = svc.scheduler.waiting_links(LINKS_BATCH)
+        for rescue_id in taken:
+            try:
+                svc.payments.create_link(rescue_id)
+            except Exception as exc:  # noqa: BLE001 - its RQ job retries it; the others go on
+                log.warning("payment_link_retrying", rescue_id=rescue_id, error=type(exc).__name__)
+                svc.scheduler.retry_payment_link(rescue_id)
+        return len(taken)
+
+    return svc.scheduler.drain(DRAIN_LINKS, batch, LINKS_BATCH)
+
+
 def create_payment_link(rescue_id: str) -> str:
+    """A link's RQ job, for the retries of one that failed in the drain."""
     return worker_services().payments.create_link(rescue_id)

@@ -5,14 +5,16 @@ Every job may run twice (a worker killed mid-job is retried), so each body in
 still to be done.
 
 Two queues: workers take `<RQ_QUEUE>-urgent` (the offer timers, a search's retry timer)
-before `<RQ_QUEUE>` (payment links, retries of single texts), so slow or retried vendor calls
-never delay an offer's expiry. Work that comes often and is short (inbound texts, texts out,
-a search for a rescue now) is written down (texts in MongoDB, rescues to search in a Redis
-set) and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends about
+before `<RQ_QUEUE>` (retries of payment links and of single texts), so slow or retried vendor
+calls never delay an offer's expiry. Work that comes often and is short (inbound texts, texts
+out, a search for a rescue now, a payment link) is written down (texts in MongoDB, rescues to
+search or to bill in Redis sets) and "kicks" a drain that takes it in batches. A drain is not an RQ job: RQ spends about
 60 Redis commands on the bookkeeping of each job, more than the work of a short drain, so
 each worker process has a thread per drain blocked on the drain's kick list (`next_kick`),
 and a kick is two commands. Dispatch triggers for one rescue coalesce in the set until a
-drain takes it.
+drain takes it. A payment link that fails in its drain becomes an RQ job with back-off
+retries: only failures pay RQ's bookkeeping, and the drain of links is its own thread, so a
+slow Stripe call never holds up a search.
 """
 from __future__ import annotations
 
@@ -42,9 +44,11 @@ EXPIRE_OFFER = "dispatch.worker.expire_offer"
 PAYMENT_LINK = "dispatch.worker.create_payment_link"
 DRAIN_INBOUND = "conversations.jobs.apply_pending"
 DRAIN_DISPATCH = "dispatch.worker.dispatch_waiting"
+DRAIN_LINKS = "dispatch.worker.links_waiting"
 # Run by each worker's drain threads, not queued (see above).
-DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX, DRAIN_DISPATCH)
+DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX, DRAIN_DISPATCH, DRAIN_LINKS)
 DISPATCH_BATCH = 16  # rescues one look of the dispatch drain takes
+LINKS_BATCH = 8  # completed rescues one look of the links drain takes (a Stripe call each)
 # Taken before the other queue: the timers. The other queue holds payment links and per-text retries.
 URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 KICK_PREFIX = "kick:"
@@ -101,8 +105,14 @@ class RqScheduler:
             log.warning("cancel_failed", job=EXPIRE_OFFER, error=type(exc).__name__)
 
     def payment_link(self, rescue_id: str) -> None:
-        self._now(PAYMENT_LINK, rescue_id, retry=Retry(max=len(PAYMENT_RETRY_INTERVALS),
-                                                        interval=PAYMENT_RETRY_INTERVALS))
+        """Into the set the links drain takes; a resend or a re-drive while one waits folds in."""
+        self._kick(DRAIN_LINKS, into=(self._links_key, rescue_id))
+
+    def retry_payment_link(self, rescue_id: str) -> None:
+        """A link whose drain attempt failed: its own RQ job after the first back-off, then
+        RQ's retries (as a text that failed in the outbox drain)."""
+        self._later(PAYMENT_RETRY_INTERVALS[0], PAYMENT_LINK, rescue_id,
+                    retry=Retry(max=len(PAYMENT_RETRY_INTERVALS) - 1, interval=PAYMENT_RETRY_INTERVALS[1:]))
 
     def send_text(self, message_id: str, delay: float = 0) -> None:
         """One text's own send job, with back-off retries: for a text that failed in a drain
@@ -127,10 +137,22 @@ class RqScheduler:
     def _dispatch_key(self) -> str:
         return self.keys(f"dispatch:waiting:{self.queue.name}")
 
+    @property
+    def _links_key(self) -> str:
+        return self.keys(f"links:waiting:{self.queue.name}")
+
     def waiting_dispatches(self, limit: int) -> list[str]:
         """Take up to `limit` rescues waiting for a search. A drain takes them before it reads
         any state, so a trigger after this puts the rescue back and one before it is seen."""
-        taken = self.urgent.connection.spop(self._dispatch_key, limit) or []
+        return self._take(self._dispatch_key, limit)
+
+    def waiting_links(self, limit: int) -> list[str]:
+        """Take up to `limit` completed rescues waiting for their payment link (as above). A
+        drain thread killed after taking one loses it to the sweeper's re-drive."""
+        return self._take(self._links_key, limit)
+
+    def _take(self, key: str, limit: int) -> list[str]:
+        taken = self.urgent.connection.spop(key, limit) or []
         return [t.decode() if isinstance(t, bytes) else t for t in taken]
 
     def dispatch_waiting(self, rescue_id: str) -> bool:

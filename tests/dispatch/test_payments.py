@@ -3,9 +3,9 @@ the fake Stripe API, signed Stripe events in any order and twice, refunds throug
 API, ratings through the SMS webhook, and the sandbox test-payment page.
 
 Real Redis, real MongoDB, the real `stripe` client talking to tests/fakes/stripe_api.py.
-Completing a rescue enqueues `create_payment_link` on the shared RQ queue, which the
-session's live service (if running) may execute against the same database and fake
-Stripe; every assertion here holds whether or not that job also runs.
+Completing a rescue puts it in the shared set of rescues waiting for a link, which the
+session's live service (if running) may take and bill against the same database and fake
+Stripe; every assertion here holds whether or not its links drain also runs.
 """
 from __future__ import annotations
 
@@ -236,8 +236,8 @@ def test_concurrent_link_jobs_still_make_one_link(svc, fake_stripe):
 
 
 def test_link_job_run_by_a_live_worker_too_still_makes_one_link(services, fake_stripe):
-    """The shared queue: the live service's worker (when this run has one) runs the
-    `create_payment_link` job that completion enqueued, while the test calls it directly."""
+    """The shared set: the live service's links drain (when this run has one) takes the rescue
+    that completion put there, while the test calls `create_link` directly."""
     r, _ = completed_rescue(services)
     outcomes = [services.payments.create_link(r.id), services.payments.create_link(r.id)]
     wait_for_shared_queue_idle(services)
@@ -498,7 +498,7 @@ def test_refund_retried_after_a_stripe_outage_refunds_once(svc, web, services, a
     url = f"/api/rescues/{r.id}/refund"
     keyed = {**admin_headers, "Idempotency-Key": f"k-{uuid.uuid4().hex[:8]}"}
     wait_for_shared_queue_idle(services)
-    fake_stripe.fail_next(3, 500)
+    fake_stripe.fail_next(3, 500, path="/v1/refunds")
     down = web.post(url, json={"amount_cents": 700}, headers=keyed)
     assert down.status_code == 503 and "Idempotency-Key" in down.get_json()["error"]
     assert refunds_at_stripe(fake_stripe, obj["payment_intent"]) == []

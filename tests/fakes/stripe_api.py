@@ -28,17 +28,30 @@ class FakeStripe(FakeServer):
         self.sessions: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
         self._by_key: dict[tuple[str, str], tuple[int, dict]] = {}
-        self.failures: list[tuple[int, str | None]] = []  # (status, only for this rescue's checkout)
-        self.lock = threading.Lock()
+        # (status, only for this rescue's checkout, only for this path)
+        self.failures: list[tuple[int, str | None, str | None]] = []
+        self.lock = threading.Lock()  # a test holds it to stall every request inside the call
+        self._arrivals_lock = threading.Lock()
+        self._arrivals: list[str | None] = []  # each Checkout request's rescue, as it arrives
 
-    def fail_next(self, count: int, status: int = 500, rescue_id: str | None = None) -> None:
+    def checkout_arrived(self, rescue_id: str) -> bool:
+        """Whether a Checkout request for the rescue has reached the fake, even one stalled on `lock`."""
+        with self._arrivals_lock:
+            return rescue_id in self._arrivals
+
+    def fail_next(self, count: int, status: int = 500, rescue_id: str | None = None,
+                  path: str | None = None) -> None:
         """Answer the next `count` requests with `status`; with `rescue_id`, only that rescue's
-        checkout requests (a live service's sweeper may create other rescues' links meanwhile)."""
+        checkout requests (a live service's links drain may create other rescues' links
+        meanwhile); with `path`, only requests to it (`/v1/refunds`: the live service makes none
+        of its own)."""
         with self.lock:
-            self.failures.extend([(status, rescue_id)] * count)
+            self.failures.extend([(status, rescue_id, path)] * count)
 
     def _take_failure(self, path: str, form: dict[str, str]) -> int | None:
-        for i, (status, rescue_id) in enumerate(self.failures):
+        for i, (status, rescue_id, only_path) in enumerate(self.failures):
+            if only_path is not None and only_path != path:
+                continue
             if rescue_id is None or (path == "/v1/checkout/sessions"
                                      and form.get("client_reference_id") == rescue_id):
                 del self.failures[i]
@@ -58,6 +71,9 @@ class FakeStripe(FakeServer):
         form = {k: v[0] for k, v in parse_qs(raw).items()}
         path = h.path.split("?")[0]
         key = h.headers.get("Idempotency-Key")
+        if path == "/v1/checkout/sessions":
+            with self._arrivals_lock:
+                self._arrivals.append(form.get("client_reference_id"))
         with self.lock:
             self.requests.append(StripeRequest(h.command, path, form, key))
             failure = self._take_failure(path, form)

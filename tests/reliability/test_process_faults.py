@@ -74,18 +74,6 @@ def _running_jobs(services) -> list[str]:
     return found
 
 
-def _job_running(services, func: str, arg: str) -> bool:
-    registry = StartedJobRegistry(queue=services.scheduler.queue)
-    for job_id in registry.get_job_ids(cleanup=False):
-        try:
-            job = Job.fetch(job_id, connection=services.redis)
-        except Exception:  # noqa: BLE001 - the job vanished meanwhile
-            continue
-        if job.func_name.endswith(func) and arg in job.args:
-            return True
-    return False
-
-
 def _sending(services, key: str) -> dict | None:
     return services.db.messages.find_one({"key": key, "status": "sending"})
 
@@ -114,12 +102,12 @@ def _accept_when_offered(driver, code: str, deadline: float, offered: bool = Fal
 def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_geocoder):
     """One timeline, two SIGKILLs of every worker:
 
-    kill 1 -- A's payment-link job is inside the Stripe call (fake Stripe stalled) and B's
+    kill 1 -- A's payment link is inside the Stripe call (fake Stripe stalled) and B's
               "Booked!" reply is inside the Twilio call (fake Twilio stalled; Twilio then takes
               it: a text whose worker is dead), while B's offer waits in the queue.
     kill 2 -- C's reply is inside the Twilio call and Twilio fails it (never a text); C had
               been sent the very same words a moment before.
-    then    -- D: Stripe fails the first Checkout request after the restart (the job must retry);
+    then    -- D: Stripe fails the first Checkout request after the restart (its retry job must bring it);
               R: Redis keys deleted three times mid-rescue; G: four texts at once from one
               number while the geocoder is slow. Then everyone waits for the sweeper.
     """
@@ -158,7 +146,7 @@ def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_ge
     rider_b.ask("skip")
     quiesce(services, 15)
 
-    # -- kill 1: A's payment-link job inside the Stripe call, B's Booked! inside the Twilio call --
+    # -- kill 1: A's payment link inside the Stripe call, B's Booked! inside the Twilio call --
     driver_b = phone()
     # D is on a job; A is freed by DONE just before B books, so B, idle longer, wins the tie for it
     online_driver(live_service, driver_b, "Kay Bee", NEAR_UNION_SQ)
@@ -167,8 +155,8 @@ def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_ge
     try:
         stripe_held = fake_stripe.lock.acquire(timeout=5)
         assert driver_a.text("DONE").status_code == 200
-        assert wait_until(lambda: _job_running(services, "create_payment_link", rescue_a["id"]), 10), \
-            f"the payment-link job never started; jobs running: {_running_jobs(services)}"
+        assert wait_until(lambda: fake_stripe.checkout_arrived(rescue_a["id"]), 10), \
+            f"the payment link's Checkout request never reached Stripe; jobs running: {_running_jobs(services)}"
         quiesce(services, 15)  # A's "complete" texts are out: the other worker is free
         twilio_held = fake_twilio.lock.acquire(timeout=5)
         arrived = fake_twilio.arrived
@@ -214,8 +202,8 @@ def timeline(live_service, services, settings, fake_twilio, fake_stripe, fake_ge
     obs["redis"] = _redis_keys_lost_mid_rescue(live_service, services, fake_twilio, phone,
                                                stuck=[f"reply:{sid_b}", f"reply:{sid_c}"])
 
-    # -- D: a Stripe error right after the restart; the job's retry back-off needs the RQ scheduler --
-    fake_stripe.fail_next(3, 500)  # the client's own two retries fail too: the job itself must retry
+    # -- D: a Stripe error right after the restart; its retry job's back-off needs the RQ scheduler --
+    fake_stripe.fail_next(3, 500)  # the client's own two retries fail too: the link's retry job must bring it
     assert driver_d.text("DONE").status_code == 200
     obs["t_done_d"] = time.time()
 
@@ -411,23 +399,22 @@ def test_payment_link_after_workers_are_sigkilled_mid_stripe_call(timeline, tabl
     links, sessions = len(o["links_a"]), o["sessions_a"]
     lost, duplicated = tally(1, links)
     s_lost, s_dup = tally(1, sessions)
-    table.record("RQ workers SIGKILLed mid payment-link job",
-                 "SIGKILL of every worker while the create_payment_link job was inside the Stripe call "
+    table.record("RQ workers SIGKILLed mid payment link",
+                 "SIGKILL of every worker while the links drain was inside the Stripe call "
                  "(fake Stripe stalled)", times=1, expected=2, lost=lost + s_lost, duplicated=duplicated + s_dup,
                  counted="payment-link texts, Checkout Sessions at the fake Stripe for the rescue")
     assert sessions <= 1, f"APP BUG: {sessions} Checkout Sessions for one rescue after a worker kill"
     assert links == 1, (
-        f"APP BUG: the create_payment_link job was SIGKILLed inside the Stripe call and no payment link reached "
+        f"APP BUG: the links drain was SIGKILLed inside the Stripe call and no payment link reached "
         f"the rider within {PAYMENT_PATIENCE} s ({links} link texts; payment_status {o['payment_status_a']!r}; "
-        f"{o['stripe_calls_a']} Checkout call(s), {sessions} session(s) at Stripe). Nothing re-drives it: the "
-        f"job stays in RQ's started registry until its 90 s heartbeat runs out and a worker's registry "
-        f"maintenance (every 10 min) notices, and the sweeper (dispatch/sweeper.py) never looks for completed "
-        f"rescues whose payment_status is still 'none'.")
+        f"{o['stripe_calls_a']} Checkout call(s), {sessions} session(s) at Stripe). The rescue taken from the "
+        f"links set died with the drain thread, and the sweeper (dispatch/sweeper.py, completed_without_link) "
+        f"did not re-drive it.")
 
 
 def test_payment_link_retried_after_a_stripe_error_once_the_workers_have_restarted(timeline, table):
     """Right after the killed workers were restarted, Stripe fails a Checkout request three
-    times (the client's own retries included): the job's retry must still bring the link."""
+    times (the client's own retries included): the link's retry job must still bring it."""
     o = timeline
     links = len(o["links_d"])
     lost, duplicated = tally(1, links)
@@ -436,14 +423,14 @@ def test_payment_link_retried_after_a_stripe_error_once_the_workers_have_restart
                  "restarted", times=3, expected=1, lost=lost, duplicated=duplicated,
                  counted="payment-link texts within 25 s")
     assert links == 1, (
-        f"APP BUG: after the RQ workers were SIGKILLed and restarted, a payment-link job that failed on a Stripe "
+        f"APP BUG: after the RQ workers were SIGKILLed and restarted, a payment link that failed on a Stripe "
         f"500 was never retried ({links} link texts within 25 s, {o['stripe_calls_d']} Checkout call(s)). No RQ "
         f"scheduler runs after the restart (scheduler process after the restart: "
         f"{o['scheduler_after_restart']}, at the end: {o['scheduler_later']}): the dead scheduler's lock "
         f"rq:scheduler-lock:<queue> lives 61 s, and the restarted `rq worker --with-scheduler` processes try it "
         f"once at start and then only at their 10-minute maintenance, so every Retry back-off and enqueue_in "
         f"timer waits up to 10 minutes. Texts and offers have sweeper fallbacks; payment links "
-        f"(dispatch/adapters/rq_scheduler.py payment_link, Retry intervals 2..300 s) have none.")
+        f"(dispatch/adapters/rq_scheduler.py retry_payment_link, back-off 2..300 s) have none.")
 
 
 def test_rescue_still_dispatched_when_redis_keys_are_deleted_mid_rescue(timeline, table):

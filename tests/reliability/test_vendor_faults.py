@@ -147,7 +147,7 @@ def test_stripe_500s_on_checkout_still_deliver_one_link(rq_scheduler, slate, pho
             driver.ask("ARRIVED")
             r = rescue(live_service, code)
             quiesce(services)
-            fake_stripe.fail_next(3, 500)  # the client's own 2 retries fail too: the job must retry
+            fake_stripe.fail_next(3, 500)  # the client's own 2 retries fail too: the link's retry job must bring it
             injected += 3
             driver.ask("DONE")
             rider.wait_for("Pay $", timeout=30)
