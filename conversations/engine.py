@@ -293,7 +293,7 @@ class Engine:
         normal = words.normalise(body)
         optouts = self.svc.optouts
         if normal in words.OPT_OUT:
-            optouts.opt_out(key, source="keyword")
+            self.svc.delivery.opt_out(key, source="keyword")
             rescue = self.svc.rescues.open_for_rider(key)
             if rescue:
                 self._cancel(rescue.id, reason="rider opted out", by="rider")
@@ -457,5 +457,8 @@ class Engine:
             pass  # already closed: nothing left to cancel
 
     def _reply(self, key: str, sid: str, texts: list[str]) -> None:
+        """Only in a step of `_apply`, after the registry said the number may be texted, under
+        the number's lock: the send need not read it again (`Outbox.queue_text`)."""
         if texts:
-            self.svc.outbox.queue_text(key, "\n\n".join(texts), key=f"reply:{sid}", kind="reply")
+            self.svc.outbox.queue_text(key, "\n\n".join(texts), key=f"reply:{sid}", kind="reply",
+                                       registry_read=True)

@@ -1,5 +1,7 @@
-"""Telling open pages that something changed: every domain event goes out on the change feed,
-to the board (the status page) and to the rescue's own channel (its live links)."""
+"""Telling open pages that something changed: every domain event goes out once on the change
+feed's one channel, the board. The status page follows all of it; a live link's page follows
+its rescue's events (`about_rescue`), filtered in the web process that streams to it, so an
+event costs one publish however many kinds of page follow it."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +16,10 @@ log = structlog.get_logger(__name__)
 BOARD = "board"
 
 
-def rescue_channel(rescue_id: str) -> str:
-    return f"rescue:{rescue_id}"
+def about_rescue(change: dict[str, Any], rescue_id: str) -> bool:
+    """Whether a change on the board is an event of this rescue. Events carry their time
+    (`at`); the other changes (a text queued, a driver moved) do not, and no live link shows them."""
+    return change.get("rescue_id") == rescue_id and "at" in change
 
 
 class Announcer:
@@ -28,8 +32,6 @@ class Announcer:
         payload: dict[str, Any] = {"type": event.type, "rescue_id": event.rescue_id, "at": event.at}
         try:
             self.feed.publish(BOARD, payload)
-            if event.rescue_id:
-                self.feed.publish(rescue_channel(event.rescue_id), payload)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.warning("feed_publish_failed", error=type(exc).__name__)
 

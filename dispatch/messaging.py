@@ -59,14 +59,21 @@ class Outbox:
     changed: Callable[..., None] = field(default=lambda what, **fields: None)
 
     def queue_text(self, to: str, body: str, *, key: str, rescue_id: str | None = None,
-                   kind: str = "reply") -> dict[str, Any] | None:
-        """Record a text and kick the outbox; the same key never makes a second text."""
+                   kind: str = "reply", registry_read: bool = False) -> dict[str, Any] | None:
+        """Record a text and kick the outbox; the same key never makes a second text.
+
+        `registry_read`: the opt-out registry said this number may be texted, read under the
+        number's lock in the step that queues the text (a reply). Its send skips a second
+        read: every way a number opts out (`Delivery.opt_out`) withdraws what is still queued
+        for it, and a STOP is a step under the same lock, so it comes after the reply was queued."""
         if not is_textable(to):
             return None
         now = now_ms()
         doc = {"_id": uuid.uuid4().hex, "key": key, "direction": m.OUT, "phone": to, "body": body,
                "kind": kind, "rescue_id": rescue_id, "status": m.PENDING, "status_rank": 0,
                "attempts": 0, "created_at": now, "seq": time.time_ns(), "updated_at": now}
+        if registry_read:
+            doc["registry_read"] = True
         if not self.messages.add(doc):
             return self.messages.by_key(key)
         self.scheduler.kick_outbox()
@@ -214,7 +221,7 @@ class Delivery:
         msg = self.messages.claim(message_id, now_ms())
         if msg is None:
             return CLAIMED_ELSEWHERE, False
-        if self.optouts.is_opted_out(msg["phone"]):
+        if not msg.get("registry_read") and self.optouts.is_opted_out(msg["phone"]):
             # Never tried at the carrier: the attempt the claim counted is given back.
             was = self.messages.finish(message_id, m.SENDING, m.SUPPRESSED, error_code=_code(m.OPTED_OUT_CODE),
                                        attempts=msg.get("attempts", 0))
@@ -232,7 +239,7 @@ class Delivery:
                 self.metrics.text_out("retried", str(exc.code or ""))
                 raise
             if exc.opted_out:
-                self.optouts.opt_out(msg["phone"], source="carrier")
+                self.opt_out(msg["phone"], source="carrier")
             was = self.messages.finish(message_id, m.SENDING, m.FAILED, error_code=_code(exc.code))
             log.warning("text_failed", to=mask(msg["phone"]), code=exc.code, message_id=message_id)
             self.metrics.text_out(m.FAILED, str(exc.code or ""))
@@ -244,6 +251,19 @@ class Delivery:
         self.metrics.text_out(status, "")
         log.info("text_sent", to=mask(msg["phone"]), message_id=message_id, kind=msg.get("kind"))
         return status, bool(was and was.get("waited_on"))
+
+    def opt_out(self, phone: str, source: str) -> int:
+        """Every opt-out goes through here: record it, then withdraw the texts still queued for
+        the number (a reply queued with `registry_read` is sent without looking again).
+        A text already mid-send goes, as one whose registry read came just before the opt-out
+        did. Returns how many texts were withdrawn."""
+        self.optouts.opt_out(phone, source=source)
+        withdrawn = self.messages.withdraw_queued(phone, error_code=_code(m.OPTED_OUT_CODE))
+        for _ in range(withdrawn):
+            self.metrics.text_out(m.SUPPRESSED, str(m.OPTED_OUT_CODE))
+        if withdrawn:
+            log.info("texts_withdrawn", to=mask(phone), count=withdrawn)
+        return withdrawn
 
     def reconcile(self, msg: dict[str, Any]) -> str:
         """A text left `sending` by a worker that died mid-send: ask the carrier whether it

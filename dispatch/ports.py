@@ -172,6 +172,8 @@ class MessageStore(Protocol):
     def finish(self, message_id: str, expect: str, status: str, **fields: Any) -> dict[str, Any] | None:
         """`expect` -> `status`; the text as it was (with its `waited_on` and `receipt_early`
         marks), or None if it was not `expect`."""
+    def withdraw_queued(self, phone: str, error_code: str | None) -> int:
+        """pending -> suppressed for every text out to `phone` (its number opted out); how many."""
     def wait_behind(self, message_id: str) -> bool:
         """Mark a text mid-send so its lane looks again after finishing it; False when it is no
         longer mid-send (the caller looks again itself)."""

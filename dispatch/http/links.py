@@ -21,7 +21,7 @@ from flask import Blueprint, Response, jsonify, make_response, render_template, 
 from redis.exceptions import RedisError
 
 from dispatch import dispatcher as d
-from dispatch.announcer import rescue_channel
+from dispatch.announcer import BOARD, about_rescue
 from dispatch.http import error, services
 from dispatch.http.sse import stream
 from dispatch.links import Opened
@@ -167,6 +167,8 @@ def track_events(token: str):
     last: dict[str, Any] = {"state": rider_state(opened)}
 
     def render(change: dict[str, Any]) -> dict[str, Any] | None:
+        if not about_rescue(change, opened.rescue.id):
+            return None
         try:
             now = svc.links.reopen(opened.link)
             state = rider_state(now) if now else None
@@ -178,7 +180,7 @@ def track_events(token: str):
         last["state"] = state
         return state
 
-    response = stream(svc.feed, [rescue_channel(opened.rescue.id)], "state", render)
+    response = stream(svc.feed, [BOARD], "state", render)
     if response is None:
         busy = jsonify({"error": "no live stream to spare; poll state.json"})
         busy.status_code, busy.headers["Retry-After"] = 503, str(STREAM_BUSY_RETRY_SECONDS)

@@ -365,6 +365,14 @@ class FakeMessages:
         d.update(status=status, status_rank=m.STATUS_RANK[status], updated_at=now_ms(), **fields)
         return before
 
+    def withdraw_queued(self, phone: str, error_code: str | None) -> int:
+        queued = [d for d in self.rows.values()
+                  if d["phone"] == phone and d["direction"] == m.OUT and d["status"] == m.PENDING]
+        for d in queued:
+            d.update(status=m.SUPPRESSED, status_rank=m.STATUS_RANK[m.SUPPRESSED], error_code=error_code,
+                     updated_at=now_ms())
+        return len(queued)
+
     def wait_behind(self, message_id: str) -> bool:
         d = self.rows.get(message_id)
         if d is None or d["status"] != m.SENDING:

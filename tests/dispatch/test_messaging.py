@@ -356,6 +356,37 @@ def test_21610_fails_opts_the_number_out_and_is_not_retried(outbox, services, fa
     assert fake_twilio.texts_to(to) == []
 
 
+def test_an_opt_out_withdraws_what_is_queued_for_the_number_a_reply_included(outbox, services, fake_twilio):
+    """A reply queued after its step read the registry is sent without a second read, so the
+    opt-out is what stops it: every text still queued for the number is withdrawn."""
+    to, neighbour = new_number(), new_number()
+    reply = outbox.queue_text(to, "Where are you?", key=key(), registry_read=True)
+    update = outbox.queue_text(to, "A driver is on the way", key=key(), kind="update")
+    theirs = outbox.queue_text(neighbour, "Booked!", key=key(), registry_read=True)
+    assert services.delivery.opt_out(to, source="keyword") == 2
+    for doc in (reply, update):
+        stored = message(services, doc["_id"])
+        assert stored["status"] == "suppressed" and stored["error_code"] == "21610" and stored["status_rank"] == 5
+        assert services.delivery.deliver(doc["_id"]) == "suppressed"
+    assert services.optouts.is_opted_out(to)
+    assert fake_twilio.texts_to(to) == []
+    assert message(services, theirs["_id"])["status"] == "pending", "another number's texts stay queued"
+    assert services.delivery.deliver(theirs["_id"]) == "sent"
+
+
+def test_a_reply_whose_registry_was_read_is_sent_without_reading_it_again(outbox, services, fake_twilio):
+    """The registry says opted out, but nothing withdrew the reply (an opt-out recorded around
+    `Delivery.opt_out`, which no code path does): the reply goes, which shows its send skipped
+    the read; a text queued without the read is still checked."""
+    to = new_number()
+    reply = outbox.queue_text(to, "Where are you?", key=key(), registry_read=True)
+    unread = outbox.queue_text(to, "A driver is on the way", key=key(), kind="update")
+    services.optouts.opt_out(to, source="test")
+    assert services.delivery.deliver(reply["_id"]) == "sent"
+    assert services.delivery.deliver(unread["_id"]) == "suppressed"
+    assert [t.body for t in fake_twilio.texts_to(to)] == ["Where are you?"]
+
+
 @pytest.mark.parametrize("code", [21211, 21614])
 def test_bad_number_fails_without_opting_out(outbox, services, fake_twilio, no_pending_failures, code):
     to = new_number()

@@ -93,6 +93,12 @@ class MongoMessages:
                                                       "updated_at": now_ms(), **fields}},
                                             projection={"waited_on": 1, "receipt_early": 1})
 
+    def withdraw_queued(self, phone: str, error_code: str | None) -> int:
+        result = self.col.update_many({"phone": phone, "direction": m.OUT, "status": m.PENDING},
+                                      {"$set": {"status": m.SUPPRESSED, "status_rank": m.STATUS_RANK[m.SUPPRESSED],
+                                                "error_code": error_code, "updated_at": now_ms()}})
+        return result.modified_count
+
     def wait_behind(self, message_id: str) -> bool:
         return self.col.update_one({"_id": message_id, "status": m.SENDING},
                                    {"$set": {"waited_on": True}}).matched_count == 1

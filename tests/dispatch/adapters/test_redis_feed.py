@@ -31,17 +31,19 @@ def test_a_published_change_reaches_a_listener_and_quiet_gives_heartbeats(servic
     assert heard.count(None) >= 2, "heartbeats while nothing happens"
 
 
-def test_every_event_is_announced_to_the_board_and_its_rescue():
-    from dispatch.announcer import BOARD, rescue_channel
+def test_every_event_is_announced_once_on_the_board_and_a_link_follows_its_rescues():
+    from dispatch.announcer import BOARD, about_rescue
     from tests.dispatch.fakes import core
     from tests.dispatch.unit.conftest import add_rescue
 
     c = core()
-    rescue = add_rescue(c)
+    rescue, other = add_rescue(c), add_rescue(c)
     c.dispatcher.cancel(rescue.id, "test", by="dispatcher")
-    events = [(ch, p) for ch, p in c.feed.published if p["type"] != "message"]
-    channels = [channel for channel, _ in events]
-    assert channels.count(BOARD) == 2 and channels.count(rescue_channel(rescue.id)) == 2
-    assert [p["type"] for ch, p in events if ch == BOARD] == ["rescue_requested", "rescue_cancelled"]
-    texts = [p for ch, p in c.feed.published if p["type"] == "message"]
-    assert texts and all(p["rescue_id"] == rescue.id for p in texts), "the texts it queued are announced too"
+    assert {channel for channel, _ in c.feed.published} == {BOARD}
+    events = [p for _, p in c.feed.published if p["type"] != "message"]
+    assert [p["type"] for p in events] == ["rescue_requested", "rescue_requested", "rescue_cancelled"]
+    texts = [p for _, p in c.feed.published if p["type"] == "message"]
+    assert texts and all(p["rescue_id"] in (rescue.id, other.id) for p in texts), "the texts queued are announced too"
+    followed = [p["type"] for _, p in c.feed.published if about_rescue(p, rescue.id)]
+    assert followed == ["rescue_requested", "rescue_cancelled"], "a link follows its rescue's events, not texts"
+    assert not any(about_rescue(p, other.id) for _, p in c.feed.published if p["type"] == "rescue_cancelled")
