@@ -11,8 +11,11 @@ the payment link comes; Stripe reports it paid; the receipt comes. Per rescue it
   costs the stores nothing);
 - Redis commands: `INFO commandstats` on the server before and after (every client, RQ's
   included; the bench's own INFO calls left out), and the service's own counter beside it;
-- CPU ms: utime + stime of every process of `python app.py` (the stores, gunicorn, the RQ
-  workers and their schedulers, the launcher).
+- CPU ms: utime + stime of `python app.py` and its descendants (gunicorn, the RQ workers and
+  their schedulers, the launcher), and the same with the two stores added. The bench starts
+  the stores itself and hands their URLs to `python app.py`, so they are not its descendants;
+  they are found by redis-server's own pid and nx-27017's data directory. `python app.py`
+  alone starts them as its own processes, so the target is judged on the figure with them.
 
 Each figure has the rate of an idle stretch measured just before (sweeper, heartbeats,
 RQ's maintenance) subtracted for the same length of time.
@@ -50,7 +53,7 @@ from tests.fakes.stripe_api import FakeStripe
 
 HOOK = Path(__file__).resolve().parent / "_baseline_hook"
 CODE_RE = re.compile(r"R\d{4,}")
-TARGETS = {"mongo": 40, "redis": 200, "cpu_ms": 150}
+TARGETS = {"mongo": 40, "redis": 200, "cpu_all_ms": 150}  # cpu_all_ms: the stores counted too
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Reading:
     redis_server: float
     redis_own: float
     cpu: dict[int, float]
+    stores_cpu: float
     fallbacks: int
     kinds: dict[str, float]
 
@@ -75,6 +79,7 @@ class Tree:
     prom: Path
     mongo_log: Path
     redis: redis.Redis
+    stores: list[psutil.Process] = field(default_factory=list)
     driver: str = ""
     numbers: Numbers = field(default_factory=Numbers)
     rounds: list[dict[str, float]] = field(default_factory=list)
@@ -103,15 +108,25 @@ class Tree:
                 cpu[p.pid] = t.user + t.system
             except psutil.Error:
                 pass
+        stores_cpu = 0.0
+        for p in self.stores:
+            try:
+                t = p.cpu_times()
+                stores_cpu += t.user + t.system
+            except psutil.Error:
+                pass
         log = self.mongo_log.read_text(errors="replace") if self.mongo_log.exists() else ""
         return Reading(time.time(), totals["supportcarr_mongo_ops_total"], server,
-                       totals["supportcarr_redis_commands_total"], cpu, log.lower().count("fallback"), kinds)
+                       totals["supportcarr_redis_commands_total"], cpu, stores_cpu, log.lower().count("fallback"),
+                       kinds)
 
 
 def delta(a: Reading, b: Reading) -> dict[str, float]:
     cpu = sum(b.cpu[pid] - a.cpu.get(pid, 0.0) for pid in b.cpu)
+    stores = b.stores_cpu - a.stores_cpu
     return {"seconds": b.at - a.at, "mongo": b.mongo - a.mongo, "redis": b.redis_server - a.redis_server,
-            "redis_own": b.redis_own - a.redis_own, "cpu_ms": cpu * 1000, "fallbacks": b.fallbacks - a.fallbacks}
+            "redis_own": b.redis_own - a.redis_own, "cpu_ms": cpu * 1000, "cpu_all_ms": (cpu + stores) * 1000,
+            "fallbacks": b.fallbacks - a.fallbacks}
 
 
 def wait_text(stack: Stack, phone: str, fragment: str, after_count: int, timeout: float = 30) -> str:
@@ -165,6 +180,17 @@ def one_rescue(tree: Tree, client: httpx.Client) -> None:
     wait_text(tree.stack, rider, "Receipt:", seen_rider)
 
 
+def store_processes(stack: Stack, client: redis.Redis) -> list[psutil.Process]:
+    """The two stores the bench's Stack started for a tree (as `python app.py` alone would):
+    redis-server by the pid it reports, nx-27017 by its data directory on its command line."""
+    found = [psutil.Process(int(client.info("server")["process_id"]))]
+    data = str(stack.data / "mongo")
+    for p in psutil.process_iter(["cmdline"]):
+        if any(data in part for part in p.info["cmdline"] or []):
+            found.append(p)
+    return found
+
+
 def start_tree(name: str, root: Path, seed: int) -> Tree:
     stack = Stack(prefix=f"sc-bench-cost-{name}-")
     stripe = FakeStripe(STRIPE_KEY).start()
@@ -177,6 +203,7 @@ def start_tree(name: str, root: Path, seed: int) -> Tree:
     proc = stack.start_app(env, cwd=root)
     tree = Tree(name, root, stack, stripe, env["PUBLIC_BASE_URL"], psutil.Process(proc.pid), prom,
                 stack.data / "mongo" / "nx-27017.log", redis.Redis.from_url(stack.redis_url), numbers=Numbers(seed))
+    tree.stores = store_processes(stack, tree.redis)
     tree.driver = tree.numbers.next()
     with httpx.Client(timeout=30) as client:
         auth = {"Authorization": f"Bearer {env['ADMIN_TOKEN']}"}
@@ -203,7 +230,7 @@ def measure_round(tree: Tree, rescues: int, idle_seconds: float) -> dict[str, fl
     busy = delta(b, c)
     scale = busy["seconds"] / idle["seconds"]
     tree.fallbacks += int(busy["fallbacks"])
-    per = {k: (busy[k] - idle[k] * scale) / rescues for k in ("mongo", "redis", "redis_own", "cpu_ms")}
+    per = {k: (busy[k] - idle[k] * scale) / rescues for k in ("mongo", "redis", "redis_own", "cpu_ms", "cpu_all_ms")}
     tree.kinds.append({k: (c.kinds.get(k, 0) - b.kinds.get(k, 0)) / rescues for k in c.kinds})
     per.update(seconds=busy["seconds"] / rescues, idle_cpu_ms_per_s=idle["cpu_ms"] / idle["seconds"],
                idle_redis_per_s=idle["redis"] / idle["seconds"], fallbacks=busy["fallbacks"])
@@ -217,7 +244,8 @@ def summary(tree: Tree) -> dict[str, float]:
 
 def line(name: str, s: dict[str, float]) -> str:
     return (f"{name:9s} mongo ops {s['mongo']:7.1f}   redis commands {s['redis']:7.1f} "
-            f"(own counter {s['redis_own']:7.1f})   cpu {s['cpu_ms']:6.0f} ms   {s['seconds']:5.2f} s/rescue   "
+            f"(own counter {s['redis_own']:7.1f})   cpu {s['cpu_ms']:4.0f} ms "
+            f"(with the stores {s['cpu_all_ms']:4.0f})   {s['seconds']:5.2f} s/rescue   "
             f"fallback lines {s['fallbacks']:.0f}")
 
 
@@ -244,7 +272,7 @@ def main() -> int:
         for tree in trees:
             print(line(tree.name, results[tree.name]))
             spread = {k: (min(r[k] for r in tree.rounds), max(r[k] for r in tree.rounds))
-                      for k in ("mongo", "redis", "cpu_ms")}
+                      for k in ("mongo", "redis", "cpu_ms", "cpu_all_ms")}
             print("          spread over rounds: "
                   + ", ".join(f"{k} {lo:.0f}-{hi:.0f}" for k, (lo, hi) in spread.items()))
         if args.breakdown:
@@ -255,7 +283,7 @@ def main() -> int:
         if args.baseline_tree:
             base, this = results["baseline"], results["this tree"]
             print("this tree / baseline: " + ", ".join(
-                f"{k} {this[k] / base[k]:.2f}x" for k in ("mongo", "redis", "cpu_ms") if base[k]))
+                f"{k} {this[k] / base[k]:.2f}x" for k in ("mongo", "redis", "cpu_ms", "cpu_all_ms") if base[k]))
         this = results["this tree"]
         print("targets: " + ", ".join(f"{k} <= {v}: {'met' if this[k] <= v else 'MISSED'}"
                                       for k, v in TARGETS.items()))
