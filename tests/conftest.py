@@ -146,6 +146,36 @@ def services(settings) -> Services:
     return build_services(settings)
 
 
+@pytest.fixture
+def run_worker(services, service_env, monkeypatch):
+    """Run the kicked drains and the queues with a real in-process worker, in burst mode, on
+    the requesting module's `services` (a module with stores of its own overrides them).
+
+    The drain and job bodies build their own Services from the process environment
+    (dispatch.bootstrap.worker_services -> load_settings()), so the environment is the
+    service's for the duration, and the cached worker Services is reset on both sides.
+    """
+    import dispatch.bootstrap
+    import dispatch.worker
+
+    for name in list(os.environ):
+        if name.startswith(("TWILIO_", "STRIPE_")) and name not in service_env:
+            monkeypatch.delenv(name)
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    dispatch.bootstrap._worker_services = None
+
+    def run() -> None:
+        dispatch.worker.Worker(services.scheduler.queues, connection=services.redis).work(burst=True)
+
+    yield run
+    built = dispatch.bootstrap._worker_services
+    dispatch.bootstrap._worker_services = None
+    if built is not None:
+        built.db.client.close()
+        built.redis.close()
+
+
 @pytest.fixture(scope="session")
 def live_service(service_env, settings, tmp_path_factory):
     """`python app.py` itself, pointed at the test stores and fakes: gunicorn + RQ workers."""

@@ -49,7 +49,7 @@ DRAIN_LINKS = "dispatch.worker.links_waiting"
 DRAINS = (DRAIN_INBOUND, DRAIN_OUTBOX, DRAIN_DISPATCH, DRAIN_LINKS)
 DISPATCH_BATCH = 16  # rescues one look of the dispatch drain takes
 LINKS_BATCH = 8  # completed rescues one look of the links drain takes (a Stripe call each)
-# Taken before the other queue: the timers. The other queue holds payment links and per-text retries.
+# Taken before the other queue: the timers. The other queue holds the retries of payment links and of texts.
 URGENT = {DISPATCH_RESCUE, EXPIRE_OFFER}
 KICK_PREFIX = "kick:"
 DRAIN_ROUNDS = 8  # batches per drain job before it yields the worker to urgent jobs

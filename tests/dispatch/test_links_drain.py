@@ -9,14 +9,11 @@ rescues and the tests can check what waits where.
 """
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 from rq.job import Job
 
-import dispatch.bootstrap
-import dispatch.worker
 from dispatch.adapters.rq_scheduler import PAYMENT_LINK
 from dispatch.bootstrap import build_services
 from dispatch.config import load_settings
@@ -36,28 +33,6 @@ def services(service_env):
     svc.db.client.drop_database(svc.db.name)
     svc.db.client.close()
     svc.redis.close()
-
-
-@pytest.fixture
-def run_worker(services, service_env, monkeypatch):
-    """The kicked drains and the queues, run once by a real worker in burst mode (the drain
-    bodies build their Services from the environment, so it is the module's for the while)."""
-    for name in list(os.environ):
-        if name.startswith(("TWILIO_", "STRIPE_")) and name not in service_env:
-            monkeypatch.delenv(name)
-    for name, value in service_env.items():
-        monkeypatch.setenv(name, value)
-    dispatch.bootstrap._worker_services = None
-
-    def run() -> None:
-        dispatch.worker.Worker(services.scheduler.queues, connection=services.redis).work(burst=True)
-
-    yield run
-    built = dispatch.bootstrap._worker_services
-    dispatch.bootstrap._worker_services = None
-    if built is not None:
-        built.db.client.close()
-        built.redis.close()
 
 
 def retry_jobs(services, rescue_id: str) -> list[Job]:

@@ -21,7 +21,6 @@ check exact return values and retry states.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -30,8 +29,6 @@ from dataclasses import replace
 import pytest
 import rq
 
-import dispatch.bootstrap
-import dispatch.worker
 from dispatch.adapters.mongo.messages import MongoMessages, MongoOptOuts
 from dispatch.adapters.twilio import TwilioSender
 from dispatch.bootstrap import build_services
@@ -140,32 +137,6 @@ def no_pending_failures(fake_twilio):
         leftover = list(fake_twilio.failures)
         fake_twilio.failures.clear()
     assert not leftover, f"armed Twilio failures were never consumed: {leftover}"
-
-
-@pytest.fixture
-def run_worker(services, service_env, monkeypatch):
-    """Run the kicked drains and the queues with a real in-process worker, in burst mode.
-
-    The job builds its own Services from the process environment
-    (dispatch.bootstrap.worker_services -> load_settings()), so the environment is the
-    service's for the duration, and the cached worker Services is reset on both sides.
-    """
-    for name in list(os.environ):
-        if name.startswith(("TWILIO_", "STRIPE_")) and name not in service_env:
-            monkeypatch.delenv(name)
-    for name, value in service_env.items():
-        monkeypatch.setenv(name, value)
-    dispatch.bootstrap._worker_services = None
-
-    def run() -> None:
-        dispatch.worker.Worker(services.scheduler.queues, connection=services.redis).work(burst=True)
-
-    yield run
-    built = dispatch.bootstrap._worker_services
-    dispatch.bootstrap._worker_services = None
-    if built is not None:
-        built.db.client.close()
-        built.redis.close()
 
 
 # --- sending through RQ ---------------------------------------------------------------------
