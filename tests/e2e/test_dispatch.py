@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from dispatch.bootstrap import Services
+from dispatch.messaging import CLAIM_DEAD_MS
 from dispatch.model.clock import now_ms
 from tests.conftest import ADMIN_TOKEN, OFFER_TIMEOUT
 
@@ -281,11 +282,14 @@ def test_workers_killed_mid_offer_still_offer_once(slate, phone, live_service, d
     for pid in before:
         os.kill(pid, signal.SIGKILL)
     # The driver answers each offer as it comes, as a driver would; an offer that ran out
-    # while the texts were held up by the restart comes again once the cool-off passes.
+    # while the texts were held up by the restart comes again once the cool-off passes. An
+    # offer whose worker died mid-send holds the texts after it (the answer to this Y) until
+    # its claim is CLAIM_DEAD_MS old and the lanes pass it.
+    answer_wait = CLAIM_DEAD_MS / 1000 + 10
     deadline = time.time() + 60
     while True:
         offer = near.wait_for("SupportCarr offer", timeout=max(1.0, deadline - time.time()))
-        if "You've got" in near.ask("Y"):
+        if "You've got" in near.ask("Y", timeout=answer_wait):
             break
     code = re.search(r"R\d{4,}", offer).group(0)
     # A reply whose worker died mid-send waits for the sweeper to ask Twilio whether it went.
