@@ -82,8 +82,10 @@ class RescueRepository(Protocol):
     def set_fields(self, rescue_id: str, fields: dict[str, Any]) -> None:
         """Bookkeeping that is not a lifecycle change (payment totals, notices sent)."""
     def claim_next_dispatch(self, rescue_id: str, now: int, due: int) -> bool:
-        """Book the follow-up dispatch at `due` unless one is already booked after `now`."""
-    def claim_rider_update(self, rescue_id: str, last: int | None, now: int) -> bool: ...
+        """Book the follow-up dispatch at `due` unless one is already booked after `now`, while
+        the rescue is still searching (a search that read it just before a cancel books nothing)."""
+    def claim_rider_update(self, rescue_id: str, last: int | None, now: int) -> bool:
+        """Take the rider's next "still searching" update, while the rescue is still searching."""
     def waiting_for_retry(self, now: int, limit: int) -> list[str]:
         """Searching rescues whose follow-up is booked after `now`, oldest first."""
     def overdue_searching(self, before: int, limit: int) -> list[str]: ...

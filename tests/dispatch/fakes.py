@@ -113,10 +113,12 @@ class FakeRescues:
         return True
 
     def claim_next_dispatch(self, rescue_id: str, now: int, due: int) -> bool:
-        return self._claim(rescue_id, lambda d: int(d.get("next_dispatch_at") or 0) < now, {"next_dispatch_at": due})
+        return self._claim(rescue_id, lambda d: d["status"] == SEARCHING and int(d.get("next_dispatch_at") or 0) < now,
+                           {"next_dispatch_at": due})
 
     def claim_rider_update(self, rescue_id: str, last: int | None, now: int) -> bool:
-        return self._claim(rescue_id, lambda d: d.get("rider_updated_at") == last, {"rider_updated_at": now})
+        return self._claim(rescue_id, lambda d: d["status"] == SEARCHING and d.get("rider_updated_at") == last,
+                           {"rider_updated_at": now})
 
     def waiting_for_retry(self, now: int, limit: int) -> list[str]:
         waiting = [r for r in self.rows.values()

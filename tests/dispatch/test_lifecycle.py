@@ -154,6 +154,18 @@ def test_apply_repeating_current_status_is_a_noop(services, store):
     assert len(events(services, rescue.id, "driver_assigned")) == 1
 
 
+def test_a_search_that_read_the_rescue_before_its_cancel_books_nothing(services, store):
+    """A search reads the rescue, the rider cancels, then the search finds nobody: it must
+    book no follow-up search and send no "still searching" update for a closed rescue."""
+    searching, cancelled = make(store), make(store)
+    store.lifecycle.apply(cancelled.id, "cancel", by="rider:sms", event=ev.RescueCancelled)
+    later = int(time.time() * 1000) + 60_000  # past any follow-up the live service booked
+    for rescue, expected in ((searching, True), (cancelled, False)):
+        last = services.rescues.get(rescue.id).extra.get("rider_updated_at")
+        assert services.rescues.claim_next_dispatch(rescue.id, later, later + 1) is expected
+        assert services.rescues.claim_rider_update(rescue.id, last, later) is expected
+
+
 def test_apply_illegal_transition_raises_and_changes_nothing(services, store):
     rescue = make(store)
     store.lifecycle.apply(rescue.id, "cancel", by="rider:sms", event=ev.RescueCancelled,

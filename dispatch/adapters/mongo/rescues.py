@@ -102,12 +102,13 @@ class MongoRescues:
         self.col.update_one({"_id": rescue_id}, {"$set": {**fields, "updated_at": now_ms()}})
 
     def claim_next_dispatch(self, rescue_id: str, now: int, due: int) -> bool:
-        result = self.col.update_one({"_id": rescue_id, "next_dispatch_at": {"$lt": now}},
+        result = self.col.update_one({"_id": rescue_id, "status": SEARCHING, "next_dispatch_at": {"$lt": now}},
                                      {"$set": {"next_dispatch_at": due}})
         return result.modified_count == 1
 
     def claim_rider_update(self, rescue_id: str, last: int | None, now: int) -> bool:
-        result = self.col.update_one({"_id": rescue_id, "rider_updated_at": last}, {"$set": {"rider_updated_at": now}})
+        result = self.col.update_one({"_id": rescue_id, "status": SEARCHING, "rider_updated_at": last},
+                                     {"$set": {"rider_updated_at": now}})
         return result.modified_count == 1
 
     def waiting_for_retry(self, now: int, limit: int) -> list[str]:
