@@ -30,14 +30,33 @@ def connect(settings: Settings, listeners: Sequence[monitoring.CommandListener] 
     return client[settings.mongo_db]
 
 
+# nx-27017 (neosqlite) compares a field in a form an index can serve only when the field has
+# a single-field index: otherwise the comparison also looks inside arrays, which is a scan of
+# the whole collection, and a compound index led by the field goes unused. These are the fields
+# the hot queries compare by equality; on a real MongoDB the compound indexes' prefixes serve.
+EMBEDDED_SCALARS = {
+    "messages": ("phone", "processed", "rescue_id"),
+    "rescues": ("rider_phone", "status"),
+    "events": ("rescue_id", "handled"),
+    "offers": ("rescue_id", "driver_id", "status"),
+    "ledger": ("rescue_id",),
+    "help_requests": ("status",),
+}
+
+
 def ensure_indexes(db: Database) -> None:
     """Idempotent; run by every process at start-up."""
+    if embedded_server(db):
+        for collection, fields in EMBEDDED_SCALARS.items():
+            for name in fields:
+                db[collection].create_index(name)
     db.conversations.create_index("role")
     db.messages.create_index("key", unique=True)
     db.messages.create_index("twilio_sid")
     db.messages.create_index([("phone", ASCENDING), ("created_at", DESCENDING)])
     db.messages.create_index([("rescue_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("status")
+    db.messages.create_index([("status_rank", ASCENDING), ("created_at", ASCENDING)])  # the outbox drain's look
     db.messages.create_index([("phone", ASCENDING), ("processed", ASCENDING), ("seq", ASCENDING)])
     db.messages.create_index([("processed", ASCENDING), ("seq", ASCENDING)])  # the inbound drain's look
     db.riders.create_index("phone", unique=True)
@@ -56,6 +75,7 @@ def ensure_indexes(db: Database) -> None:
     db.ledger.create_index("key", unique=True)
     db.ledger.create_index([("rescue_id", ASCENDING), ("kind", ASCENDING)])
     db.ledger.create_index("payment_intent")
+    db.ledger.create_index("request")
     db.stripe_events.create_index("rescue_id")
     db.help_requests.create_index("open_key", unique=True)
     db.help_requests.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
@@ -65,6 +85,11 @@ def ensure_indexes(db: Database) -> None:
     db.voice_steps.create_index("phone")  # erasure of one caller
     db.voice_steps.create_index("at")  # and by age
     db.messages.create_index("created_at")  # erasure by age
+
+
+def embedded_server(db: Database) -> bool:
+    """nx-27017 names itself in its `buildInfo` answer (a MongoDB's has no `process`)."""
+    return db.command("buildInfo").get("process") == "nx_27017"
 
 
 def next_sequence(db: Database, name: str, start: int) -> int:

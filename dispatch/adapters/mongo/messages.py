@@ -65,7 +65,9 @@ class MongoMessages:
         return list(docs.sort("created_at", 1).limit(limit))
 
     def unfinished(self, limit: int) -> list[dict[str, Any]]:
-        docs = self.col.find({"direction": m.OUT, "status": {"$in": [m.PENDING, m.SENDING]}})
+        """Pending or mid-send, by rank: a range an index serves on both servers (nx-27017
+        scans the whole collection for `$in`)."""
+        docs = self.col.find({"direction": m.OUT, "status_rank": {"$lte": m.STATUS_RANK[m.SENDING]}})
         return list(docs.sort([("created_at", 1), ("seq", 1)]).limit(limit))
 
     def unfinished_to(self, phone: str, limit: int) -> list[dict[str, Any]]:
