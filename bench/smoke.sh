@@ -46,6 +46,7 @@ run outbound_pipeline 60 bench/outbound_pipeline.py --texts 4 --baseline-texts 2
 run offer_latency 60 bench/offer_latency.py --rounds 3 --drivers 30 --api-drivers 3
 run expiry_precision 60 bench/expiry_precision.py --timeout 1 --expiries 3 --rescues 2 --drivers 3 --baseline-jobs 2
 run rescue_cost 60 bench/rescue_cost.py --rescues 1 --rounds 1 --idle 1
+run store_growth 60 bench/store_growth.py --sizes 100,400 --calls 3
 run burst 60 bench/burst.py --requests 4 --drivers 4 --window 2 --answer-delay 0.2 --job-seconds 0.2 \
     --baseline-rounds 2 --tail 40
 
