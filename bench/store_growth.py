@@ -11,8 +11,9 @@ The bench starts one nx-27017, and for each tree (this one and `--baseline-tree`
 process of its own that imports that tree's stores and indexes, on a database of its own)
 fills a history of N settled texts (half in, half out, over 500 numbers) with a rescue, five
 events and an offer per 20 texts, plus a few texts still waiting, then times each hot call
-(median of `--calls`) at each history size. It prints ms per call, how much each call grew
-from the smallest history to the largest, and this tree against the baseline at the largest.
+and two of the status page's queries (median of `--calls`) at each history size. It prints
+ms per call, how much each call grew from the smallest history to the largest, and this tree
+against the baseline at the largest.
 
     .venv/bin/python bench/store_growth.py [--sizes 1000,20000] [--calls 15] [--baseline-tree /tmp/base]
 """
@@ -100,6 +101,9 @@ def child(url: str, db_name: str, sizes: list[int], calls: int) -> None:
         "a rescue's timeline (events)": lambda: events.timeline(one_rescue["id"]),
         "a rescue's offers": lambda: offers.for_rescue(one_rescue["id"]),
         "a driver's latest offer": lambda: offers.latest_for_driver("d7"),
+        # The status page's (per view, not per text):
+        "a rescue's texts (detail page)": lambda: messages.for_rescue(one_rescue["id"], [phone(0)], 0, 1, 50),
+        "the board's rescues (on_board)": lambda: rescues.on_board(0, 200),
     }
     figures: dict[str, dict[int, float]] = {name: {} for name in hot}
     filled = 0

@@ -7,7 +7,9 @@ written by `$set` comes back as a string, and booleans come back as 1/0 (so they
 with `bool()`). So timelines and message logs are their own collections (one document per
 entry), no update relies on those operators, and every timestamp is stored as integer
 epoch milliseconds (`dispatch.model.clock`), which sorts, compares and round-trips the same
-on both servers.
+on both servers. Its indexes serve a field only when the field has a single-field index
+(`EMBEDDED_SCALARS`), and never for `$in` (a hot query compares another field, or a range);
+`$or` is filtered in Python after a scan, so only the pages' and the API's queries use it.
 """
 from __future__ import annotations
 
