@@ -81,7 +81,11 @@ HOT = {
     "a rescue's timeline": lambda s: s["events"].timeline("r1"),
     "events not yet handled": lambda s: s["events"].unhandled(5, 10),
     "a rescue's offers": lambda s: s["offers"].for_rescue("r1"),
+    "a rescue's live offers (sweep)": lambda s: s["offers"].count_live("r1"),
     "a driver's latest offer": lambda s: s["offers"].latest_for_driver("d1"),
+    "a rescue's texts (detail page)": lambda s: s["messages"].for_rescue("r1", ["+13475550001", "+13475550002"],
+                                                                       0, 10, 50),
+    "the board's rescues": lambda s: s["rescues"].on_board(5, 200),
     "offers past their expiry": lambda s: s["offers"].expired_open(5, 10),
     "offers stuck accepting": lambda s: s["offers"].stuck_accepting(5, 10),
 }
@@ -113,3 +117,51 @@ def test_the_embedded_server_is_recognised(stores):
         pytest.skip("MONGO_URL given: the suite started no embedded server")
     db = pymongo.MongoClient(stores.mongo_url, serverSelectionTimeoutMS=5000)[stores.db_name]
     assert embedded_server(db) is True
+
+
+@pytest.fixture
+def fresh_db(stores):
+    """A database of its own on the suite's server, through pymongo, dropped afterwards."""
+    client = pymongo.MongoClient(stores.mongo_url, serverSelectionTimeoutMS=5000)
+    name = f"{stores.db_name}_q{uuid.uuid4().hex[:6]}"
+    db = client[name]
+    ensure_indexes(db)
+    yield db
+    client.drop_database(name)
+    client.close()
+
+
+def test_a_rescues_texts_are_its_own_and_its_parties_within_the_window(fresh_db):
+    rider, driver, other = "+13475550101", "+13475550102", "+13475550103"
+    docs = [("own, before the window", "x", rider, 5), ("own, other number", "r1", other, 60),
+            ("rider in window", None, rider, 20), ("driver in window", None, driver, 30),
+            ("own and in window", "r1", driver, 40), ("rider after window", None, rider, 200),
+            ("other number in window", None, other, 25), ("own, early", "r1", rider, 1)]
+    fresh_db.messages.insert_many([{"_id": body, "key": body, "direction": "in", "body": body, "rescue_id": rid,
+                                    "phone": phone, "created_at": at, "seq": at} for body, rid, phone, at in docs])
+    found = MongoMessages(fresh_db).for_rescue("r1", [rider, driver, rider], 10, 100, 50)
+    assert [d["body"] for d in found] == ["own, other number", "own and in window", "driver in window",
+                                          "rider in window", "own, early"]
+    assert [d["body"] for d in MongoMessages(fresh_db).for_rescue("r1", [rider, driver], 10, 100, 2)] == \
+        ["own, other number", "own and in window"]
+
+
+def test_the_board_has_every_open_rescue_and_the_recently_unfulfilled_newest_first(fresh_db):
+    rows = [("searching", 10, 10), ("assigned", 30, 30), ("completed", 40, 40), ("unfulfilled", 50, 500),
+            ("unfulfilled", 60, 60), ("in_transit", 5, 5), ("cancelled", 70, 70)]
+    fresh_db.rescues.insert_many([{"_id": f"{status}-{at}", "code": f"R{at}", "request_key": f"k{at}",
+                                   "status": status, "created_at": at, "updated_at": updated, "seq": at,
+                                   "rider_phone": "+13475550104", "pickup": None, "dropoff": None,
+                                   "problem": "flat_tire", "problem_note": "", "quote_cents": 0, "trip_miles": 0,
+                                   "surge": 1.0} for status, at, updated in rows])
+    board = MongoRescues(fresh_db).on_board(100, 50)
+    assert [r.id for r in board] == ["unfulfilled-50", "assigned-30", "searching-10", "in_transit-5"]
+    assert [r.id for r in MongoRescues(fresh_db).on_board(100, 2)] == ["unfulfilled-50", "assigned-30"]
+
+
+def test_a_rescues_live_offers_are_its_open_and_accepting_ones(fresh_db):
+    rows = [("r1", "open"), ("r1", "accepting"), ("r1", "declined"), ("r1", "expired"), ("r2", "open")]
+    fresh_db.offers.insert_many([{"_id": f"o{n}", "rescue_id": rid, "driver_id": f"d{n}", "status": status,
+                                  "created_at": n} for n, (rid, status) in enumerate(rows)])
+    offers = MongoOffers(fresh_db)
+    assert (offers.count_live("r1"), offers.count_live("r2"), offers.count_live("r3")) == (2, 1, 0)
