@@ -284,7 +284,10 @@ def test_recent_pending_text_is_left_to_its_job(svc, fake_twilio):
     before = message(svc, message_id)["updated_at"]
     svc.sweeper.sweep()
     assert queued(svc, "send_text", message_id) == []
-    assert message(svc, message_id)["updated_at"] == before
+    after = message(svc, message_id)
+    # A live service's drain on the same database may have sent it meanwhile (its claim
+    # writes updated_at); the sweep itself must not have touched it.
+    assert after["status"] != "pending" or after["updated_at"] == before
     svc.delivery.deliver(message_id)  # and send it, so it is not left for someone else
 
 
