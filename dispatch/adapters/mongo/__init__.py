@@ -115,8 +115,11 @@ def counts_by(col: Collection, field: str, query: dict | None = None) -> dict[st
     return {d["_id"]: int(d["n"]) for d in col.aggregate(pipeline)}
 
 
+NEWEST = [("created_at", DESCENDING), ("seq", DESCENDING)]
+
+
 def newest_first(doc: dict) -> tuple[int, int]:
-    """Sort key merging the answers of several queries as one `sort(created_at, seq)` descending."""
+    """Sort key merging the answers of several queries, each sorted `NEWEST`, as one query would."""
     return -int(doc.get("created_at") or 0), -int(doc.get("seq") or 0)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from dispatch.adapters.mongo import newest_first
+from dispatch.adapters.mongo import NEWEST, newest_first
 from dispatch.model import message as m
 from dispatch.model.clock import now_ms
 
@@ -54,7 +54,7 @@ class MongoMessages:
         servers, where one `$or` (or `$in` of phones) scans every text on nx-27017."""
         queries = [{"rescue_id": rescue_id}] + [{"phone": p, "created_at": {"$gte": since, "$lte": until}}
                                                  for p in dict.fromkeys(phones)]
-        found = {d["_id"]: d for q in queries for d in self.col.find(q).sort("created_at", -1).limit(limit)}
+        found = {d["_id"]: d for q in queries for d in self.col.find(q).sort(NEWEST).limit(limit)}
         return sorted(found.values(), key=newest_first)[:limit]
 
     def newest(self, limit: int) -> list[dict[str, Any]]:

@@ -5,11 +5,11 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from dispatch.adapters.mongo import count, counts_by, newest_first, next_sequence
+from dispatch.adapters.mongo import NEWEST, count, counts_by, newest_first, next_sequence
 from dispatch.model.clock import now_ms
 from dispatch.model.rescue import (
     COMPLETED,
@@ -23,7 +23,6 @@ from dispatch.model.rescue import (
 )
 
 FIRST_CODE = 1000
-NEWEST = [("created_at", DESCENDING), ("seq", DESCENDING)]
 
 
 class MongoRescues:
